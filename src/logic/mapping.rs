@@ -1,0 +1,257 @@
+//! Field mapping: which columns of the local table travel, under which remote names, and
+//! with which per-field rules (owner, watched, volatile).
+
+use super::link_spec::{ErrorKind, Side, SpecError};
+
+/// Columns the extension adds to a linked table; they never travel.
+pub const LAST_TOUCH_COLUMN: &str = "_sync_last_touch";
+pub const FINGERPRINT_COLUMN: &str = "_sync_fingerprint";
+
+/// How a column's values are written into canonical JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueKind {
+    Bool,
+    /// int2, int4, int8: written as JSON integers.
+    Int,
+    /// numeric, float4, float8: written as canonical numbers.
+    Number,
+    /// json, jsonb: written as canonical JSON.
+    Json,
+    /// timestamptz: written as UTC ISO 8601.
+    TimestampTz,
+    /// Anything else: its text output, as a JSON string.
+    Text,
+}
+
+/// A column of the local table as the catalog sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    pub name: String,
+    pub attnum: i16,
+    pub kind: ValueKind,
+    pub not_null: bool,
+}
+
+/// A per-field rule from `syncbridge.set_field`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FieldRule {
+    pub column: String,
+    pub remote_field: Option<String>,
+    pub owner: Option<Side>,
+    pub watched: bool,
+    pub volatile: bool,
+    pub synced: bool,
+}
+
+/// A column that travels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Field {
+    pub column: String,
+    pub attnum: i16,
+    pub remote: String,
+    pub kind: ValueKind,
+    pub owner: Option<Side>,
+    pub watched: bool,
+    pub volatile: bool,
+}
+
+/// The fields of a link, sorted by remote name so records can be written canonically in one
+/// pass, plus the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldMap {
+    pub fields: Vec<Field>,
+    /// The local key column (it travels too unless a rule says otherwise).
+    pub key: Column,
+}
+
+impl FieldMap {
+    /// Builds the map for `columns` with identity mapping unless a rule says otherwise.
+    pub fn build(
+        columns: &[Column],
+        rules: &[FieldRule],
+        key_column: &str,
+    ) -> Result<Self, SpecError> {
+        for rule in rules {
+            if !columns.iter().any(|c| c.name == rule.column) {
+                return Err(SpecError::new(
+                    ErrorKind::UndefinedColumn,
+                    format!("column \"{}\" of a field rule does not exist", rule.column),
+                    "Drop the rule with syncbridge.set_field or re-create the column.",
+                ));
+            }
+        }
+        let key = columns
+            .iter()
+            .find(|c| c.name == key_column)
+            .cloned()
+            .ok_or_else(|| {
+                SpecError::new(
+                    ErrorKind::UndefinedColumn,
+                    format!("key column \"{key_column}\" does not exist"),
+                    "Name an existing unique, NOT NULL column as key_column.",
+                )
+            })?;
+        let mut fields = Vec::with_capacity(columns.len());
+        for col in columns {
+            if is_reserved(&col.name) {
+                continue;
+            }
+            let rule = rules.iter().find(|r| r.column == col.name);
+            if rule.is_some_and(|r| !r.synced) {
+                continue;
+            }
+            let remote = rule
+                .and_then(|r| r.remote_field.clone())
+                .unwrap_or_else(|| col.name.clone());
+            fields.push(Field {
+                column: col.name.clone(),
+                attnum: col.attnum,
+                remote,
+                kind: col.kind,
+                owner: rule.and_then(|r| r.owner),
+                watched: rule.is_some_and(|r| r.watched),
+                volatile: rule.is_some_and(|r| r.volatile),
+            });
+        }
+        fields.sort_by(|a, b| a.remote.cmp(&b.remote));
+        if let Some(pair) = fields.windows(2).find(|w| w[0].remote == w[1].remote) {
+            return Err(SpecError::new(
+                ErrorKind::DuplicateObject,
+                format!(
+                    "columns \"{}\" and \"{}\" both map to remote field \"{}\"",
+                    pair[0].column, pair[1].column, pair[0].remote
+                ),
+                "Give one of them another remote_field, or set synced => false on one.",
+            ));
+        }
+        if fields.is_empty() {
+            return Err(SpecError::new(
+                ErrorKind::InvalidTable,
+                "the link has no field to synchronise",
+                "Keep at least one column synced (set_field ... synced => true).",
+            ));
+        }
+        Ok(Self { fields, key })
+    }
+
+    /// Fields that count for the fingerprint (all but the volatile ones).
+    pub fn fingerprinted(&self) -> impl Iterator<Item = &Field> {
+        self.fields.iter().filter(|f| !f.volatile)
+    }
+
+    /// Fields whose change makes an edit worth sending; empty when every change counts.
+    pub fn watched(&self) -> impl Iterator<Item = &Field> {
+        self.fields.iter().filter(|f| f.watched)
+    }
+
+    pub fn has_watched(&self) -> bool {
+        self.fields.iter().any(|f| f.watched)
+    }
+
+    pub fn by_remote(&self, remote: &str) -> Option<&Field> {
+        self.fields
+            .binary_search_by(|f| f.remote.as_str().cmp(remote))
+            .ok()
+            .map(|i| &self.fields[i])
+    }
+}
+
+/// Columns the extension owns.
+pub fn is_reserved(column: &str) -> bool {
+    column == LAST_TOUCH_COLUMN || column == FINGERPRINT_COLUMN
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn col(name: &str, attnum: i16) -> Column {
+        Column {
+            name: name.into(),
+            attnum,
+            kind: ValueKind::Text,
+            not_null: false,
+        }
+    }
+
+    fn table() -> Vec<Column> {
+        vec![
+            col("id", 1),
+            col("name", 2),
+            col("email", 3),
+            col(LAST_TOUCH_COLUMN, 4),
+            col(FINGERPRINT_COLUMN, 5),
+        ]
+    }
+
+    #[test]
+    fn identity_mapping_sorted_by_remote_name_without_sync_columns() {
+        let m = FieldMap::build(&table(), &[], "id").unwrap();
+        let names: Vec<_> = m.fields.iter().map(|f| f.remote.as_str()).collect();
+        assert_eq!(names, ["email", "id", "name"]);
+        assert_eq!(m.key.name, "id");
+        assert!(!m.has_watched());
+    }
+
+    #[test]
+    fn rules_rename_exclude_and_flag_fields() {
+        let rules = vec![
+            FieldRule {
+                column: "name".into(),
+                remote_field: Some("full_name".into()),
+                owner: Some(Side::Remote),
+                synced: true,
+                ..Default::default()
+            },
+            FieldRule {
+                column: "email".into(),
+                watched: true,
+                volatile: true,
+                synced: true,
+                ..Default::default()
+            },
+        ];
+        let m = FieldMap::build(&table(), &rules, "id").unwrap();
+        let f = m.by_remote("full_name").unwrap();
+        assert_eq!((f.column.as_str(), f.owner), ("name", Some(Side::Remote)));
+        assert!(m.has_watched());
+        assert_eq!(m.fingerprinted().count(), 2);
+        let excluded = vec![FieldRule {
+            column: "email".into(),
+            synced: false,
+            ..Default::default()
+        }];
+        let m = FieldMap::build(&table(), &excluded, "id").unwrap();
+        assert!(m.by_remote("email").is_none());
+    }
+
+    #[test]
+    fn clashing_remote_names_are_refused() {
+        let rules = vec![FieldRule {
+            column: "name".into(),
+            remote_field: Some("email".into()),
+            synced: true,
+            ..Default::default()
+        }];
+        let err = FieldMap::build(&table(), &rules, "id").unwrap_err();
+        assert_eq!(err.kind, ErrorKind::DuplicateObject);
+        assert!(err.message.contains("\"email\""), "{}", err.message);
+    }
+
+    #[test]
+    fn unknown_columns_are_refused() {
+        let rules = vec![FieldRule {
+            column: "nope".into(),
+            synced: true,
+            ..Default::default()
+        }];
+        assert_eq!(
+            FieldMap::build(&table(), &rules, "id").unwrap_err().kind,
+            ErrorKind::UndefinedColumn
+        );
+        assert_eq!(
+            FieldMap::build(&table(), &[], "nope").unwrap_err().kind,
+            ErrorKind::UndefinedColumn
+        );
+    }
+}

@@ -1,0 +1,9 @@
+//! Pure decision logic: no pgrx, no SPI, no I/O. Everyone calls `logic`; `logic` calls no one.
+//! (The "core" of the design; named `logic` so it cannot shadow Rust's `core` crate in macros.)
+//!
+//! Everything here is tested with plain `#[test]`s (`cargo test --lib logic::`).
+
+pub mod canonical;
+pub mod fingerprint;
+pub mod link_spec;
+pub mod mapping;
