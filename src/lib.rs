@@ -1,11 +1,40 @@
-//! pg_syncbridge: keeps a PostgreSQL table and a remote JSON collection in sync both ways.
-use pgrx::prelude::*;
+//! pg_syncbridge: keeps a PostgreSQL table and a remote JSON collection in sync both ways,
+//! without loops, duplicates or lost edits.
+//!
+//! Modules follow the data path: `catalog` (link definitions) → `capture` (triggers that
+//! write the outbox) → … ; `logic` holds the pure decisions everyone uses; `origin` is the
+//! transaction-scoped flag that tells link writes from user edits.
 
+pub mod capture;
+pub mod catalog;
+pub mod error;
 pub mod logic;
+pub mod origin;
+pub mod settings;
 
-::pgrx::pg_module_magic!();
+::pgrx::pg_module_magic!(name, version);
 
-#[pg_extern]
-fn hello() -> &'static str {
-    "hi"
+pgrx::extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
+pgrx::extension_sql_file!(
+    "../sql/capture.sql",
+    name = "capture",
+    requires = ["schema"]
+);
+pgrx::extension_sql_file!("../sql/views.sql", name = "views", finalize);
+
+#[pgrx::pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    settings::init();
+    origin::init();
+    capture::init();
+    unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"syncbridge".as_ptr()) };
+}
+
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec!["shared_preload_libraries = 'pg_syncbridge'"]
+    }
 }

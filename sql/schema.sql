@@ -1,0 +1,106 @@
+-- pg_syncbridge catalog. Loaded first (bootstrap) into schema syncbridge.
+-- Tables whose names start with "_" are internal; users read them through the views in
+-- views.sql. Configuration and sync state are registered with pg_extension_config_dump so
+-- that pg_dump keeps them: losing the id map would make the next sync create duplicates.
+
+-- One row per link: a local table bound to a remote collection.
+CREATE TABLE _link (
+    id                bigserial PRIMARY KEY,
+    name              text NOT NULL UNIQUE,
+    local_table       regclass NOT NULL,
+    key_column        name NOT NULL,
+    remote_base_url   text NOT NULL,
+    remote_collection text NOT NULL,
+    remote_key_field  text NOT NULL DEFAULT 'id',
+    direction         text NOT NULL CHECK (direction IN ('outbound', 'inbound', 'both')),
+    loop_guards       text[] NOT NULL,
+    contention        text NOT NULL,
+    schedule          text NOT NULL,
+    track_columns     boolean NOT NULL,
+    paused            boolean NOT NULL DEFAULT false,
+    -- Transport and policy settings set with alter_link (checked by logic::link_spec).
+    settings          jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(settings) = 'object'),
+    created_at        timestamptz NOT NULL DEFAULT now()
+);
+
+-- Per-field rules (set_field): mapping, owner, watched, volatile, synced. A column with no
+-- row here travels under its own name.
+CREATE TABLE _field (
+    link_id      bigint NOT NULL REFERENCES _link (id) ON DELETE CASCADE,
+    column_name  name NOT NULL,
+    remote_field text CHECK (remote_field <> ''),
+    owner        text CHECK (owner IN ('local', 'remote')),
+    watched      boolean NOT NULL DEFAULT false,
+    volatile     boolean NOT NULL DEFAULT false,
+    synced       boolean NOT NULL DEFAULT true,
+    PRIMARY KEY (link_id, column_name)
+);
+
+-- Record state and id map: per link and record, the pairing of local and remote keys, the
+-- base snapshot of the last synced version (remote field names), fingerprints per direction.
+CREATE TABLE _record (
+    link_id         bigint NOT NULL REFERENCES _link (id) ON DELETE CASCADE,
+    local_key       text NOT NULL,
+    remote_key      text,
+    created_by      text NOT NULL CHECK (created_by IN ('local', 'remote')),
+    base            jsonb,
+    out_fingerprint text,
+    out_status      text,
+    out_at          timestamptz,
+    in_fingerprint  text,
+    in_status       text,
+    in_at           timestamptz,
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (link_id, local_key)
+);
+CREATE UNIQUE INDEX _record_remote_key ON _record (link_id, remote_key) WHERE remote_key IS NOT NULL;
+
+-- Record state of dropped links (drop_link(..., keep_state => true)), re-attached when a
+-- link of the same name is created on the same table.
+CREATE TABLE _kept_record (
+    link_name   text NOT NULL,
+    local_table regclass NOT NULL,
+    record      jsonb NOT NULL
+);
+
+-- The outbox: pending outbound changes, written by the capture triggers in the same
+-- transaction as the edit. One row per statement and operation carries the keys of the rows
+-- it touched; delivery reads each row's current state, so several edits of one record
+-- coalesce. Only one index (no separate primary key): this table is on every write's path.
+CREATE TABLE outbox (
+    id          bigserial NOT NULL,
+    link_id     bigint NOT NULL,
+    op          text NOT NULL CHECK (op IN ('upsert', 'delete')),
+    keys        text[] NOT NULL,
+    origin      text,
+    enqueued_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE UNIQUE INDEX outbox_link_id ON outbox (link_id, id);
+
+-- One row per record and outcome (SPEC §1 "sync event").
+CREATE TABLE _event (
+    id          bigserial PRIMARY KEY,
+    at          timestamptz NOT NULL DEFAULT clock_timestamp(),
+    link_id     bigint NOT NULL,
+    direction   text NOT NULL CHECK (direction IN ('outbound', 'inbound')),
+    local_key   text,
+    remote_key  text,
+    status      text NOT NULL CHECK (status IN ('delivered', 'ignored', 'blocked', 'failed', 'conflict', 'quarantined')),
+    reason      text,
+    attempt     integer,
+    next_retry  timestamptz,
+    fingerprint text,
+    detail      jsonb
+);
+CREATE INDEX _event_link_at ON _event (link_id, at);
+
+SELECT pg_catalog.pg_extension_config_dump('_link', '');
+SELECT pg_catalog.pg_extension_config_dump('_link_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('_field', '');
+SELECT pg_catalog.pg_extension_config_dump('_record', '');
+SELECT pg_catalog.pg_extension_config_dump('_kept_record', '');
+SELECT pg_catalog.pg_extension_config_dump('outbox', '');
+SELECT pg_catalog.pg_extension_config_dump('outbox_id_seq', '');
+
+-- Nothing here is for PUBLIC; the capture triggers reach the outbox as SECURITY DEFINER.
+REVOKE ALL ON ALL TABLES IN SCHEMA @extschema@ FROM PUBLIC;

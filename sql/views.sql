@@ -1,0 +1,36 @@
+-- Views users read; loaded after the functions.
+
+CREATE VIEW links AS
+SELECT l.id,
+       l.name,
+       l.local_table,
+       l.key_column,
+       l.remote_base_url,
+       l.remote_collection,
+       l.remote_key_field,
+       l.direction,
+       l.loop_guards,
+       l.contention,
+       l.schedule,
+       l.track_columns,
+       CASE WHEN l.paused THEN 'paused' ELSE 'active' END AS state,
+       l.settings,
+       coalesce((SELECT jsonb_agg(jsonb_build_object(
+                            'column', f.column_name,
+                            'remote_field', coalesce(f.remote_field, f.column_name::text),
+                            'owner', f.owner,
+                            'watched', f.watched,
+                            'volatile', f.volatile,
+                            'synced', f.synced) ORDER BY f.column_name)
+                 FROM @extschema@._field f
+                 WHERE f.link_id = l.id), '[]'::jsonb) AS field_rules,
+       l.created_at
+FROM @extschema@._link l;
+COMMENT ON VIEW links IS 'One row per link: what it binds, its guards, contention policy, schedule and field rules.';
+
+CREATE VIEW events AS
+SELECT e.id, e.at, l.name AS link, e.direction, e.local_key, e.remote_key, e.status, e.reason,
+       e.attempt, e.next_retry, e.fingerprint, e.detail
+FROM @extschema@._event e
+LEFT JOIN @extschema@._link l ON l.id = e.link_id;
+COMMENT ON VIEW events IS 'One row per record and outcome: delivered, ignored (with reason), blocked, failed, conflict, quarantined.';

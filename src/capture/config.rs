@@ -1,0 +1,202 @@
+//! What a capture trigger needs to know of its link, cached per backend.
+//!
+//! Loaded on first use through `syncbridge._capture_config` (SECURITY DEFINER, so a role
+//! without rights on the catalog can still be captured), combined with the table's own tuple
+//! descriptor. The cache is dropped for a table when its relcache entry is invalidated: on
+//! any ALTER TABLE, and on purpose by every catalog function that changes a link.
+
+use super::values::Codec;
+use crate::error::{OrRaise, SyncError};
+use crate::logic::link_spec::Guard;
+use crate::logic::mapping::{
+    Column, FieldMap, FieldRule, ValueKind, FINGERPRINT_COLUMN, LAST_TOUCH_COLUMN,
+};
+use pgrx::prelude::*;
+use pgrx::{JsonB, PgSqlErrorCode};
+use serde::Deserialize;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::ffi::CStr;
+use std::rc::Rc;
+
+/// A synced field ready for the hot path.
+pub struct CapturedField {
+    pub remote: String,
+    pub codec: Codec,
+    pub volatile: bool,
+    pub watched: bool,
+}
+
+pub struct CaptureConfig {
+    pub link_id: i64,
+    pub name: String,
+    pub relid: pg_sys::Oid,
+    /// The `context` guard: writes under this link's own origin flag are not enqueued.
+    pub context_guard: bool,
+    pub key: Codec,
+    /// Sorted by remote name.
+    pub fields: Vec<CapturedField>,
+    pub has_watched: bool,
+    /// Attribute numbers of `_sync_last_touch` and `_sync_fingerprint` when tracking.
+    pub tracking: Option<(i16, i16)>,
+}
+
+#[derive(Deserialize)]
+struct Stored {
+    id: i64,
+    name: String,
+    relid: u32,
+    key_column: String,
+    loop_guards: Vec<String>,
+    track_columns: bool,
+    rules: Vec<StoredRule>,
+}
+
+#[derive(Deserialize)]
+struct StoredRule {
+    column_name: String,
+    remote_field: Option<String>,
+    owner: Option<String>,
+    watched: bool,
+    volatile: bool,
+    synced: bool,
+}
+
+thread_local! {
+    static CACHE: RefCell<HashMap<i64, Rc<CaptureConfig>>> = RefCell::new(HashMap::new());
+    /// Set when an invalidation arrived while the cache was borrowed.
+    static RESET_PENDING: Cell<bool> = const { Cell::new(false) };
+}
+
+pub fn init() {
+    unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(invalidate), pg_sys::Datum::from(0)) };
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn invalidate(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    CACHE.with(|cache| match cache.try_borrow_mut() {
+        Ok(mut map) if relid == pg_sys::InvalidOid => map.clear(),
+        Ok(mut map) => map.retain(|_, cfg| cfg.relid != relid),
+        Err(_) => RESET_PENDING.with(|p| p.set(true)),
+    });
+}
+
+/// The configuration of `link_id` for the trigger's relation, loading it on a cache miss.
+pub fn get(link_id: i64, rel: pg_sys::Relation) -> Rc<CaptureConfig> {
+    if RESET_PENDING.with(|p| p.replace(false)) {
+        CACHE.with(|c| c.borrow_mut().clear());
+    }
+    if let Some(cfg) = CACHE.with(|c| c.borrow().get(&link_id).cloned()) {
+        return cfg;
+    }
+    let cfg = Rc::new(load(link_id, rel).or_raise());
+    CACHE.with(|c| c.borrow_mut().insert(link_id, cfg.clone()));
+    cfg
+}
+
+fn load(link_id: i64, rel: pg_sys::Relation) -> Result<CaptureConfig, SyncError> {
+    let relid = unsafe { (*rel).rd_id };
+    let stored = Spi::get_one_with_args::<JsonB>("SELECT syncbridge._capture_config($1)", &[link_id.into()])?.ok_or_else(|| {
+        SyncError::new(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            format!("pg_syncbridge link {link_id} of this table's capture trigger does not exist"),
+            "The trigger outlived its link: drop it, or re-create the link with syncbridge.create_link.",
+        )
+    })?;
+    let stored: Stored = serde_json::from_value(stored.0).map_err(|e| {
+        SyncError::new(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            format!("unreadable link configuration: {e}"),
+            "This is a bug in pg_syncbridge; please report it.",
+        )
+    })?;
+    if stored.relid != u32::from(relid) {
+        return Err(SyncError::new(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("link \"{}\" does not belong to this table", stored.name),
+            "Drop this capture trigger; syncbridge.create_link installs the right ones.",
+        ));
+    }
+
+    let (columns, typids) = table_columns(rel);
+    let rules = stored
+        .rules
+        .iter()
+        .map(|r| {
+            Ok(FieldRule {
+                column: r.column_name.clone(),
+                remote_field: r.remote_field.clone(),
+                owner: r
+                    .owner
+                    .as_deref()
+                    .map(crate::logic::link_spec::Side::parse)
+                    .transpose()?,
+                watched: r.watched,
+                volatile: r.volatile,
+                synced: r.synced,
+            })
+        })
+        .collect::<Result<Vec<_>, crate::logic::link_spec::SpecError>>()?;
+    let map = FieldMap::build(&columns, &rules, &stored.key_column)?;
+    let codec = |attnum: i16| Codec::new(attnum, typids[&attnum]);
+    let tracking = if stored.track_columns {
+        let find = |name: &str| {
+            columns.iter().find(|c| c.name == name).map(|c| c.attnum).ok_or_else(|| {
+                SyncError::new(
+                    PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+                    format!("column \"{name}\" of the linked table is missing"),
+                    "pg_syncbridge maintains it; re-create it with syncbridge.alter_link(<link>, '{}') or drop and re-create the link.",
+                )
+            })
+        };
+        Some((find(LAST_TOUCH_COLUMN)?, find(FINGERPRINT_COLUMN)?))
+    } else {
+        None
+    };
+    let guards = Guard::parse_list(&stored.loop_guards)?;
+    Ok(CaptureConfig {
+        link_id: stored.id,
+        name: stored.name,
+        relid,
+        context_guard: guards.contains(&Guard::Context),
+        key: codec(map.key.attnum),
+        has_watched: map.has_watched(),
+        fields: map
+            .fields
+            .iter()
+            .map(|f| CapturedField {
+                remote: f.remote.clone(),
+                codec: codec(f.attnum),
+                volatile: f.volatile,
+                watched: f.watched,
+            })
+            .collect(),
+        tracking,
+    })
+}
+
+/// The live columns of a relation, from its tuple descriptor.
+fn table_columns(rel: pg_sys::Relation) -> (Vec<Column>, HashMap<i16, pg_sys::Oid>) {
+    let mut columns = Vec::new();
+    let mut typids = HashMap::new();
+    unsafe {
+        let desc = (*rel).rd_att;
+        for i in 0..(*desc).natts as usize {
+            let att = (*desc).attrs.as_ptr().add(i);
+            if (*att).attisdropped {
+                continue;
+            }
+            let name = CStr::from_ptr((*att).attname.data.as_ptr())
+                .to_string_lossy()
+                .into_owned();
+            columns.push(Column {
+                name,
+                attnum: (*att).attnum,
+                kind: ValueKind::Text,
+                not_null: (*att).attnotnull,
+            });
+            typids.insert((*att).attnum, (*att).atttypid);
+        }
+    }
+    (columns, typids)
+}

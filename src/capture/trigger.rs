@@ -1,0 +1,60 @@
+//! Checks and accessors shared by the capture trigger functions, which are plain C-ABI
+//! functions (no pgrx wrapper) because they run once per row or statement of every write.
+
+use pgrx::prelude::*;
+use pgrx::PgSqlErrorCode;
+use std::ffi::CStr;
+
+/// The trigger data of a call, after checking that it was called as the expected trigger.
+///
+/// # Safety
+/// `fcinfo` must be the call info PostgreSQL passed to a function.
+pub unsafe fn trigger_data<'a>(
+    fcinfo: pg_sys::FunctionCallInfo,
+    func: &str,
+    row_level: bool,
+) -> &'a pg_sys::TriggerData {
+    let ctx = (*fcinfo).context;
+    if ctx.is_null() || (*ctx).type_ != pg_sys::NodeTag::T_TriggerData {
+        wrong_use(func, "it can only be called as a trigger");
+    }
+    let td = &*(ctx as *const pg_sys::TriggerData);
+    let is_row = td.tg_event & pg_sys::TRIGGER_EVENT_ROW != 0;
+    if is_row != row_level {
+        wrong_use(
+            func,
+            if row_level {
+                "it must be a FOR EACH ROW trigger"
+            } else {
+                "it must be a FOR EACH STATEMENT trigger"
+            },
+        );
+    }
+    td
+}
+
+/// The link id given as the trigger's only argument.
+pub unsafe fn link_id(td: &pg_sys::TriggerData, func: &str) -> i64 {
+    let trig = &*td.tg_trigger;
+    if trig.tgnargs != 1 {
+        wrong_use(func, "it takes the link id as its only argument");
+    }
+    let arg = CStr::from_ptr(*trig.tgargs);
+    arg.to_str()
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| wrong_use(func, "its argument must be a link id"))
+}
+
+pub fn operation(td: &pg_sys::TriggerData) -> u32 {
+    td.tg_event & pg_sys::TRIGGER_EVENT_OPMASK
+}
+
+fn wrong_use(func: &str, why: &str) -> ! {
+    crate::error::SyncError::new(
+        PgSqlErrorCode::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
+        format!("{func} was called the wrong way: {why}"),
+        "Capture triggers are installed by syncbridge.create_link; do not create them by hand.",
+    )
+    .raise()
+}

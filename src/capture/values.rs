@@ -1,0 +1,130 @@
+//! Reading column values out of tuples into canonical JSON (for fingerprints) and into key
+//! text, without going through SQL.
+
+use crate::logic::fingerprint::RecordWriter;
+use crate::logic::mapping::ValueKind;
+use pgrx::pg_sys;
+use pgrx::FromDatum;
+use std::ffi::CStr;
+
+/// Microseconds between 1970-01-01 and 2000-01-01, PostgreSQL's timestamp epoch.
+const PG_EPOCH_OFFSET_SECS: i64 = 946_684_800;
+
+/// How to turn one column's datums into JSON or text.
+#[derive(Debug, Clone)]
+pub struct Codec {
+    pub attnum: i16,
+    pub kind: ValueKind,
+    /// Base type (domains resolved).
+    pub typid: pg_sys::Oid,
+    pub output_fn: pg_sys::Oid,
+}
+
+impl Codec {
+    pub fn new(attnum: i16, typid: pg_sys::Oid) -> Self {
+        let base = unsafe { pg_sys::getBaseType(typid) };
+        let mut output_fn = pg_sys::InvalidOid;
+        let mut is_varlena = false;
+        unsafe { pg_sys::getTypeOutputInfo(base, &mut output_fn, &mut is_varlena) };
+        Self {
+            attnum,
+            kind: kind_of(base),
+            typid: base,
+            output_fn,
+        }
+    }
+
+    /// The type's text output, as PostgreSQL prints it.
+    ///
+    /// # Safety
+    /// `datum` must be a non-null value of this codec's type.
+    unsafe fn output(&self, datum: pg_sys::Datum) -> String {
+        let p = pg_sys::OidOutputFunctionCall(self.output_fn, datum);
+        let s = CStr::from_ptr(p).to_string_lossy().into_owned();
+        pg_sys::pfree(p.cast());
+        s
+    }
+
+    /// Writes the value as a field of a canonical record.
+    ///
+    /// # Safety
+    /// `datum` must be a value of this codec's type (ignored when `isnull`).
+    pub unsafe fn write(
+        &self,
+        w: &mut RecordWriter,
+        name: &str,
+        datum: pg_sys::Datum,
+        isnull: bool,
+    ) {
+        if isnull {
+            return w.null(name);
+        }
+        match self.kind {
+            ValueKind::Bool => w.bool(name, datum.value() != 0),
+            ValueKind::Int => w.int(name, self.int(datum)),
+            ValueKind::Number => w.number_text(name, &self.output(datum)),
+            ValueKind::TimestampTz => match timestamptz_utc(datum.value() as i64) {
+                Some(text) => w.string(name, &text),
+                None => w.string(name, &self.output(datum)),
+            },
+            ValueKind::Json => {
+                let text = self.output(datum);
+                match serde_json::from_str::<serde_json::Value>(&text) {
+                    Ok(v) => w.json(name, &v),
+                    Err(_) => w.string(name, &text),
+                }
+            }
+            ValueKind::Text => match self.typid {
+                pg_sys::TEXTOID | pg_sys::VARCHAROID => {
+                    let s = <&str>::from_datum(datum, false).unwrap_or_default();
+                    w.string(name, s)
+                }
+                _ => w.string(name, &self.output(datum)),
+            },
+        }
+    }
+
+    /// The value as key text (what the outbox and the id map store).
+    ///
+    /// # Safety
+    /// `datum` must be a non-null value of this codec's type.
+    pub unsafe fn key_text(&self, datum: pg_sys::Datum) -> String {
+        match (self.kind, self.typid) {
+            (ValueKind::Int, _) => self.int(datum).to_string(),
+            (_, pg_sys::TEXTOID | pg_sys::VARCHAROID) => <&str>::from_datum(datum, false)
+                .unwrap_or_default()
+                .to_string(),
+            _ => self.output(datum),
+        }
+    }
+
+    fn int(&self, datum: pg_sys::Datum) -> i64 {
+        match self.typid {
+            pg_sys::INT2OID => datum.value() as i16 as i64,
+            pg_sys::INT4OID => datum.value() as i32 as i64,
+            _ => datum.value() as i64,
+        }
+    }
+}
+
+fn kind_of(base: pg_sys::Oid) -> ValueKind {
+    match base {
+        pg_sys::BOOLOID => ValueKind::Bool,
+        pg_sys::INT2OID | pg_sys::INT4OID | pg_sys::INT8OID => ValueKind::Int,
+        pg_sys::NUMERICOID | pg_sys::FLOAT4OID | pg_sys::FLOAT8OID => ValueKind::Number,
+        pg_sys::JSONOID | pg_sys::JSONBOID => ValueKind::Json,
+        pg_sys::TIMESTAMPTZOID => ValueKind::TimestampTz,
+        _ => ValueKind::Text,
+    }
+}
+
+/// A timestamptz (microseconds since 2000-01-01 UTC) as canonical UTC text; `None` for
+/// `infinity` and `-infinity`.
+fn timestamptz_utc(micros_since_2000: i64) -> Option<String> {
+    if micros_since_2000 == i64::MAX || micros_since_2000 == i64::MIN {
+        return None;
+    }
+    let secs = micros_since_2000.div_euclid(1_000_000) + PG_EPOCH_OFFSET_SECS;
+    let micros = micros_since_2000.rem_euclid(1_000_000);
+    Some(crate::logic::canonical::format_utc(secs, micros))
+}

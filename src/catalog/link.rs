@@ -1,0 +1,55 @@
+//! A link as stored in `syncbridge._link`.
+
+use crate::error::{Result, SyncError};
+use pgrx::prelude::*;
+use pgrx::{JsonB, PgSqlErrorCode};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LinkRow {
+    pub id: i64,
+    pub name: String,
+    pub relid: u32,
+    pub key_column: String,
+    pub remote_base_url: String,
+    pub remote_collection: String,
+    pub remote_key_field: String,
+    pub direction: String,
+    pub loop_guards: Vec<String>,
+    pub contention: String,
+    pub schedule: String,
+    pub track_columns: bool,
+    pub paused: bool,
+    pub settings: serde_json::Map<String, serde_json::Value>,
+}
+
+impl LinkRow {
+    /// Loads a link by name, locking its row so concurrent changes of one link serialise.
+    pub fn load_for_update(name: &str) -> Result<Self> {
+        let row = crate::error::spi_opt::<JsonB>(
+            "SELECT to_jsonb(l) || jsonb_build_object('relid', l.local_table::oid::bigint) FROM syncbridge._link l WHERE l.name = $1 FOR UPDATE",
+            &[name.into()],
+        )?
+        .ok_or_else(|| SyncError::no_such_link(name))?;
+        serde_json::from_value(row.0).map_err(|e| {
+            SyncError::new(
+                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+                format!("unreadable link \"{name}\": {e}"),
+                "This is a bug in pg_syncbridge; please report it.",
+            )
+        })
+    }
+
+    pub fn relid(&self) -> pg_sys::Oid {
+        pg_sys::Oid::from(self.relid)
+    }
+
+    /// Makes every backend reload what its capture triggers know of this link's table.
+    pub fn invalidate_capture(&self) {
+        invalidate_table(self.relid());
+    }
+}
+
+pub fn invalidate_table(relid: pg_sys::Oid) {
+    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(relid) };
+}

@@ -1,0 +1,6 @@
+//! Link definitions: the SQL API that creates and changes them, their validation, and the
+//! loading of a link from the catalog tables.
+
+pub mod api;
+pub mod link;
+pub mod table;
