@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod error;
 pub mod logic;
 pub mod origin;
+mod pg_tests;
 pub mod settings;
 
 ::pgrx::pg_module_magic!(name, version);

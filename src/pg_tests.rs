@@ -1,0 +1,144 @@
+//! In-database tests (`cargo pgrx test`): each runs in a transaction that is rolled back, so
+//! they cover what happens inside one transaction. Behaviour across transactions, roles and
+//! the background worker is covered by the end-to-end tests in `tests/`.
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use crate::origin;
+    use pgrx::prelude::*;
+
+    fn setup_accounts() {
+        Spi::run(
+            "CREATE TABLE accounts (id bigint PRIMARY KEY, name text NOT NULL, balance numeric(12,2) DEFAULT 0, \
+                                    active boolean DEFAULT true, seen timestamptz, tags jsonb, born date, score float8);
+             SELECT syncbridge.create_link('crm', 'accounts', 'http://127.0.0.1:9', 'customers');",
+        )
+        .unwrap();
+    }
+
+    fn outbox() -> Vec<(String, Vec<String>, Option<String>)> {
+        Spi::connect(|c| {
+            c.select("SELECT op, keys, origin FROM syncbridge.outbox ORDER BY id", None, &[])
+                .unwrap()
+                .map(|row| {
+                    (
+                        row.get::<String>(1).unwrap().unwrap(),
+                        row.get::<Vec<String>>(2).unwrap().unwrap(),
+                        row.get::<String>(3).unwrap(),
+                    )
+                })
+                .collect()
+        })
+    }
+
+    #[pg_test]
+    fn with_origin_sets_the_flag_and_puts_it_back() {
+        assert_eq!(origin::current(), None);
+        origin::with_origin("crm", || {
+            assert_eq!(origin::current(), Some("crm"));
+            let shown = Spi::get_one::<String>("SELECT current_setting('syncbridge.origin')").unwrap();
+            assert_eq!(shown.as_deref(), Some("crm"));
+            origin::with_origin("erp", || assert_eq!(origin::current(), Some("erp")));
+            assert_eq!(origin::current(), Some("crm"));
+        });
+        assert_eq!(origin::current(), None);
+    }
+
+    #[pg_test]
+    fn link_writes_are_not_echoed_but_user_edits_after_them_are() {
+        setup_accounts();
+        origin::with_origin("crm", || Spi::run("INSERT INTO accounts (id, name) VALUES (1, 'from crm')").unwrap());
+        assert!(outbox().is_empty(), "a write under the link's own origin must not be enqueued");
+        let touch = Spi::get_one::<String>("SELECT _sync_last_touch FROM accounts WHERE id = 1").unwrap();
+        assert_eq!(touch.as_deref(), Some("crm"));
+
+        Spi::run("UPDATE accounts SET name = 'edited locally' WHERE id = 1").unwrap();
+        assert_eq!(outbox(), vec![("upsert".to_string(), vec!["1".to_string()], None)]);
+        let touch = Spi::get_one::<String>("SELECT _sync_last_touch FROM accounts WHERE id = 1").unwrap();
+        assert_eq!(touch.as_deref(), Some("local"));
+    }
+
+    #[pg_test]
+    fn another_links_origin_is_captured_with_its_name() {
+        setup_accounts();
+        origin::with_origin("erp", || Spi::run("INSERT INTO accounts (id, name) VALUES (2, 'from erp')").unwrap());
+        assert_eq!(outbox(), vec![("upsert".to_string(), vec!["2".to_string()], Some("erp".to_string()))]);
+    }
+
+    #[pg_test]
+    fn the_stored_fingerprint_is_the_fingerprint_of_the_rows_json() {
+        setup_accounts();
+        Spi::run("SET LOCAL timezone = 'Asia/Kolkata'").unwrap();
+        Spi::run(
+            "INSERT INTO accounts VALUES (7, 'Ada', 12.50, true, '2024-05-01 12:00:00+02', '{\"b\": 1.0, \"a\": [1, 2]}', '1815-12-10', 0.1)",
+        )
+        .unwrap();
+        let (stored, computed) = Spi::get_two::<String, String>(
+            "SELECT _sync_fingerprint, syncbridge.fingerprint(to_jsonb(a) - '_sync_last_touch' - '_sync_fingerprint') FROM accounts a",
+        )
+        .unwrap();
+        assert!(stored.is_some());
+        assert_eq!(stored, computed, "trigger and SQL function must agree on a row's fingerprint");
+    }
+
+    #[pg_test]
+    fn volatile_fields_do_not_count_and_unchanged_rows_are_not_enqueued() {
+        setup_accounts();
+        Spi::run("SELECT syncbridge.set_field('crm', 'seen', volatile => true)").unwrap();
+        Spi::run("INSERT INTO accounts (id, name) VALUES (1, 'Ada')").unwrap();
+        let before = Spi::get_one::<String>("SELECT _sync_fingerprint FROM accounts").unwrap();
+        Spi::run("UPDATE accounts SET seen = now()").unwrap();
+        Spi::run("UPDATE accounts SET name = name").unwrap();
+        let after = Spi::get_one::<String>("SELECT _sync_fingerprint FROM accounts").unwrap();
+        assert_eq!(before, after);
+        assert_eq!(outbox().len(), 1, "only the insert is enqueued: {:?}", outbox());
+    }
+
+    #[pg_test]
+    fn a_bulk_statement_is_one_outbox_row_per_thousand_keys() {
+        setup_accounts();
+        Spi::run("INSERT INTO accounts (id, name) SELECT g, 'n' || g FROM generate_series(1, 2500) g").unwrap();
+        let rows = outbox();
+        assert_eq!(rows.iter().map(|r| r.1.len()).collect::<Vec<_>>(), vec![1000, 1000, 500]);
+        let mut all: Vec<i64> = rows.iter().flat_map(|r| r.1.iter().map(|k| k.parse::<i64>().unwrap())).collect();
+        all.sort();
+        assert_eq!(all, (1..=2500).collect::<Vec<_>>());
+    }
+
+    #[pg_test]
+    fn a_key_change_is_a_delete_and_an_upsert() {
+        setup_accounts();
+        Spi::run("INSERT INTO accounts (id, name) VALUES (1, 'Ada')").unwrap();
+        Spi::run("UPDATE accounts SET id = 10 WHERE id = 1").unwrap();
+        let rows = outbox();
+        assert_eq!(rows[1], ("upsert".to_string(), vec!["10".to_string()], None));
+        assert_eq!(rows[2], ("delete".to_string(), vec!["1".to_string()], None));
+    }
+
+    #[pg_test]
+    fn a_relinked_table_reloads_its_configuration() {
+        setup_accounts();
+        Spi::run("INSERT INTO accounts (id, name) VALUES (1, 'Ada')").unwrap();
+        // Watching only `balance` must take effect at once in this backend's trigger cache.
+        Spi::run("SELECT syncbridge.set_field('crm', 'balance', watched => true)").unwrap();
+        Spi::run("UPDATE accounts SET name = 'Ada L.'").unwrap();
+        assert_eq!(outbox().len(), 1, "a change of an unwatched field is not sent");
+        Spi::run("UPDATE accounts SET balance = 5").unwrap();
+        assert_eq!(outbox().len(), 2);
+    }
+
+    #[pg_test]
+    fn drop_link_leaves_the_table_as_it_was() {
+        setup_accounts();
+        Spi::run("SELECT syncbridge.drop_link('crm')").unwrap();
+        let left = Spi::get_one::<i64>(
+            "SELECT (SELECT count(*) FROM pg_trigger WHERE tgrelid = 'accounts'::regclass) + \
+                    (SELECT count(*) FROM pg_attribute WHERE attrelid = 'accounts'::regclass AND attname LIKE '\\_sync\\_%' AND NOT attisdropped)",
+        )
+        .unwrap();
+        assert_eq!(left, Some(0));
+        Spi::run("INSERT INTO accounts (id, name) VALUES (1, 'Ada')").unwrap();
+        assert!(outbox().is_empty());
+    }
+}
