@@ -34,3 +34,20 @@ SELECT e.id, e.at, l.name AS link, e.direction, e.local_key, e.remote_key, e.sta
 FROM @extschema@._event e
 LEFT JOIN @extschema@._link l ON l.id = e.link_id;
 COMMENT ON VIEW events IS 'One row per record and outcome: delivered, ignored (with reason), blocked, failed, conflict, quarantined.';
+
+-- Privileges. Any role may use the schema (the capture triggers run in the editing role's
+-- session and read the link configuration through SECURITY DEFINER functions), call
+-- fingerprint() and read nothing else. Managing links is for superusers and the roles they
+-- grant EXECUTE to.
+GRANT USAGE ON SCHEMA @extschema@ TO PUBLIC;
+DO $$
+DECLARE
+    f regprocedure;
+BEGIN
+    FOR f IN SELECT p.oid::regprocedure FROM pg_proc p
+             WHERE p.pronamespace = '@extschema@'::regnamespace
+               AND p.proname IN ('create_link', 'alter_link', 'drop_link', 'pause_link', 'resume_link', 'set_field') LOOP
+        EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f);
+    END LOOP;
+END
+$$;

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# End-to-end tests: a real cluster with pg_syncbridge preloaded, driven from outside by the
+# Rust tests in tests/e2e. Assumes the extension is installed (scripts/install.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+dir=/tmp/syncbridge-e2e
+port=${SYNCBRIDGE_E2E_PORT:-55460}
+trap 'bash scripts/cluster.sh stop "$dir" || true' EXIT
+bash scripts/cluster.sh start "$dir" "$port"
+SYNCBRIDGE_E2E_PORT=$port cargo test -p syncbridge-e2e "$@"
