@@ -4,6 +4,7 @@
 //! Everything here is tested with plain `#[test]`s (`cargo test --lib logic::`).
 
 pub mod canonical;
+pub mod contention;
 pub mod fingerprint;
 pub mod link_spec;
 pub mod mapping;
