@@ -1,23 +1,24 @@
 -- Capture: the trigger functions (C, in src/capture) and the DDL that installs them on a
 -- linked table. Identifiers are quoted with %I; a regclass prints already quoted.
 
--- BEFORE INSERT OR UPDATE, FOR EACH ROW: maintains _sync_last_touch and _sync_fingerprint.
--- Named "zz_..." on the table so it fires after the user's own BEFORE triggers and sees the
--- row as it will be stored.
+-- BEFORE INSERT OR UPDATE OR DELETE, FOR EACH ROW, on links that track columns: maintains
+-- _sync_last_touch and _sync_fingerprint and adds the keys of changed rows to the capture
+-- buffer. Named "zz_..." on the table so it fires after the user's own BEFORE triggers and
+-- sees the row as it will be stored.
 CREATE FUNCTION _capture_row() RETURNS trigger
     LANGUAGE c AS 'MODULE_PATHNAME', 'syncbridge_capture_row';
 
--- AFTER INSERT / UPDATE / DELETE, FOR EACH STATEMENT with transition tables: decides which
--- rows changed and writes their keys to the outbox in one insert per statement. SECURITY
--- DEFINER so that a role that may edit the table, but has no rights on syncbridge, is still
--- captured.
+-- AFTER INSERT / UPDATE / DELETE, FOR EACH STATEMENT with transition tables, on links that
+-- do not track columns: the same decision from the old and new rows. The buffer is written to
+-- syncbridge.outbox at pre-commit as the outbox's owner, so a role that may edit the table
+-- but has no rights on syncbridge is still captured.
 CREATE FUNCTION _capture_statement() RETURNS trigger
-    LANGUAGE c SECURITY DEFINER AS 'MODULE_PATHNAME', 'syncbridge_capture_statement';
+    LANGUAGE c AS 'MODULE_PATHNAME', 'syncbridge_capture_statement';
 
--- What the triggers need to know of a link, read on a cache miss by any role that may write
--- the table.
-CREATE FUNCTION _capture_config(p_link bigint) RETURNS jsonb
-    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+-- What the triggers need to know of a link for one table (or one of its partitions, whose
+-- trigger copies carry the same link id). The triggers read it as the extension's owner.
+CREATE FUNCTION _capture_config(p_link bigint, p_relid oid) RETURNS jsonb
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT jsonb_build_object(
                'id', l.id,
                'name', l.name,
@@ -29,7 +30,7 @@ CREATE FUNCTION _capture_config(p_link bigint) RETURNS jsonb
                                   FROM @extschema@._field f WHERE f.link_id = l.id), '[]'))
     FROM @extschema@._link l
     WHERE l.id = p_link
-      AND has_table_privilege(l.local_table, 'INSERT, UPDATE, DELETE')
+      AND p_relid IN (SELECT l.local_table::oid UNION ALL SELECT relid FROM pg_partition_tree(l.local_table))
 $$;
 
 CREATE FUNCTION _trigger_name(p_link text, p_kind text) RETURNS name
@@ -49,10 +50,15 @@ BEGIN
         RETURN;
     END IF;
     IF l.track_columns THEN
-        EXECUTE format('ALTER TABLE %s ADD COLUMN IF NOT EXISTS %I text, ADD COLUMN IF NOT EXISTS %I text',
-                       l.local_table, '_sync_last_touch', '_sync_fingerprint');
-        EXECUTE format('CREATE TRIGGER %I BEFORE INSERT OR UPDATE ON %s FOR EACH ROW EXECUTE FUNCTION @extschema@._capture_row(%L)',
+        IF NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = l.local_table AND attname = '_sync_last_touch' AND NOT attisdropped) THEN
+            EXECUTE format('ALTER TABLE %s ADD COLUMN %I text', l.local_table, '_sync_last_touch');
+        END IF;
+        IF NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = l.local_table AND attname = '_sync_fingerprint' AND NOT attisdropped) THEN
+            EXECUTE format('ALTER TABLE %s ADD COLUMN %I text', l.local_table, '_sync_fingerprint');
+        END IF;
+        EXECUTE format('CREATE TRIGGER %I BEFORE INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW EXECUTE FUNCTION @extschema@._capture_row(%L)',
                        @extschema@._trigger_name(l.name, 'row'), l.local_table, p_link);
+        RETURN;
     END IF;
     EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %s REFERENCING NEW TABLE AS syncbridge_new FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._capture_statement(%L)',
                    @extschema@._trigger_name(l.name, 'insert'), l.local_table, p_link);
@@ -71,6 +77,9 @@ DECLARE
     trig name;
 BEGIN
     SELECT * INTO STRICT l FROM @extschema@._link WHERE id = p_link;
+    IF NOT EXISTS (SELECT FROM pg_class WHERE oid = l.local_table) THEN
+        RETURN;  -- the table is gone, and its triggers with it
+    END IF;
     FOR trig IN SELECT t.tgname FROM pg_trigger t
                 WHERE t.tgrelid = l.local_table
                   AND t.tgname IN (SELECT @extschema@._trigger_name(l.name, k)
@@ -87,6 +96,11 @@ DECLARE
     l @extschema@._link;
 BEGIN
     SELECT * INTO STRICT l FROM @extschema@._link WHERE id = p_link;
+    IF NOT EXISTS (SELECT FROM pg_class WHERE oid = l.local_table) THEN
+        RETURN;
+    END IF;
+    -- Not tracking any more first, so the sql_drop guard lets these columns go.
+    UPDATE @extschema@._link SET track_columns = false WHERE id = p_link;
     IF l.track_columns AND NOT EXISTS (SELECT FROM @extschema@._link o
                                        WHERE o.local_table = l.local_table AND o.id <> l.id AND o.track_columns) THEN
         EXECUTE format('ALTER TABLE %s DROP COLUMN IF EXISTS %I, DROP COLUMN IF EXISTS %I',
@@ -95,4 +109,51 @@ BEGIN
 END
 $$;
 
-REVOKE ALL ON FUNCTION _install_capture(bigint), _remove_triggers(bigint), _remove_columns(bigint) FROM PUBLIC;
+-- The schema-qualified name under which record state is kept for a table.
+CREATE FUNCTION _table_identity(p_table oid) RETURNS text
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT format('%I.%I', n.nspname, c.relname)
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.oid = p_table
+$$;
+
+-- Keeps linked tables and their links consistent when DDL drops things:
+-- * dropping a linked table drops its links, keeping their record state (id map) so that a
+--   link re-created with the same name on a table of the same name pairs records again;
+-- * dropping a link's key column, or a tracking column, is refused: drop the link first, or
+--   turn tracking off.
+CREATE FUNCTION _on_sql_drop() RETURNS event_trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    obj record;
+    l @extschema@._link;
+BEGIN
+    FOR obj IN SELECT * FROM pg_event_trigger_dropped_objects()
+               WHERE classid = 'pg_class'::regclass AND object_type IN ('table', 'table column') LOOP
+        FOR l IN SELECT * FROM @extschema@._link WHERE local_table = obj.objid LOOP
+            IF obj.objsubid = 0 THEN
+                INSERT INTO @extschema@._kept_record (link_name, table_name, record)
+                SELECT l.name, obj.object_identity, to_jsonb(r) - 'link_id'
+                FROM @extschema@._record r WHERE r.link_id = l.id;
+                DELETE FROM @extschema@.outbox WHERE link_id = l.id;
+                DELETE FROM @extschema@._event WHERE link_id = l.id;
+                DELETE FROM @extschema@._link WHERE id = l.id;
+                RAISE WARNING 'pg_syncbridge: link "%" was dropped with its table %', l.name, obj.object_identity
+                    USING HINT = 'Its record state is kept: a link of the same name created on a table of this name takes it up again.';
+            ELSIF obj.address_names[3] = l.key_column THEN
+                RAISE EXCEPTION 'cannot drop column "%": it is the key of link "%"', l.key_column, l.name
+                    USING ERRCODE = 'dependent_objects_still_exist',
+                          HINT = format('Drop the link first: SELECT syncbridge.drop_link(%L);', l.name);
+            ELSIF l.track_columns AND obj.address_names[3] IN ('_sync_last_touch', '_sync_fingerprint') THEN
+                RAISE EXCEPTION 'cannot drop column "%": link "%" keeps it', obj.address_names[3], l.name
+                    USING ERRCODE = 'dependent_objects_still_exist',
+                          HINT = format('Turn tracking off first: SELECT syncbridge.alter_link(%L, ''{"track_columns": false}'');', l.name);
+            END IF;
+        END LOOP;
+    END LOOP;
+END
+$$;
+CREATE EVENT TRIGGER syncbridge_sql_drop ON sql_drop EXECUTE FUNCTION _on_sql_drop();
+
+REVOKE ALL ON FUNCTION _install_capture(bigint), _remove_triggers(bigint), _remove_columns(bigint),
+                       _capture_config(bigint, oid) FROM PUBLIC;

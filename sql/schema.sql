@@ -55,12 +55,13 @@ CREATE TABLE _record (
 );
 CREATE UNIQUE INDEX _record_remote_key ON _record (link_id, remote_key) WHERE remote_key IS NOT NULL;
 
--- Record state of dropped links (drop_link(..., keep_state => true)), re-attached when a
--- link of the same name is created on the same table.
+-- Record state of dropped links (drop_link(..., keep_state => true), or a dropped table),
+-- taken up again when a link of the same name is created on a table of the same name
+-- (schema-qualified, as format('%I.%I') writes it).
 CREATE TABLE _kept_record (
-    link_name   text NOT NULL,
-    local_table regclass NOT NULL,
-    record      jsonb NOT NULL
+    link_name  text NOT NULL,
+    table_name text NOT NULL,
+    record     jsonb NOT NULL
 );
 
 -- The outbox: pending outbound changes, written by the capture triggers in the same

@@ -36,9 +36,9 @@ LEFT JOIN @extschema@._link l ON l.id = e.link_id;
 COMMENT ON VIEW events IS 'One row per record and outcome: delivered, ignored (with reason), blocked, failed, conflict, quarantined.';
 
 -- Privileges. Any role may use the schema (the capture triggers run in the editing role's
--- session and read the link configuration through SECURITY DEFINER functions), call
--- fingerprint() and read nothing else. Managing links is for superusers and the roles they
--- grant EXECUTE to.
+-- session and switch to the extension owner for their few internal reads and writes) and call
+-- fingerprint(); it reads nothing else. Managing links is for superusers: the functions
+-- check it and say so.
 GRANT USAGE ON SCHEMA @extschema@ TO PUBLIC;
 DO $$
 DECLARE

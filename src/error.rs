@@ -17,12 +17,7 @@ pub type Result<T> = std::result::Result<T, SyncError>;
 
 impl SyncError {
     pub fn new(code: PgSqlErrorCode, message: impl Into<String>, hint: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-            detail: None,
-            hint: Some(hint.into()),
-        }
+        Self { code, message: message.into(), detail: None, hint: Some(hint.into()) }
     }
 
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {

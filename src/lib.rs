@@ -16,11 +16,7 @@ pub mod settings;
 ::pgrx::pg_module_magic!(name, version);
 
 pgrx::extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
-pgrx::extension_sql_file!(
-    "../sql/capture.sql",
-    name = "capture",
-    requires = ["schema"]
-);
+pgrx::extension_sql_file!("../sql/capture.sql", name = "capture", requires = ["schema"]);
 pgrx::extension_sql_file!("../sql/views.sql", name = "views", finalize);
 
 #[pgrx::pg_guard]

@@ -98,11 +98,7 @@ unsafe extern "C-unwind" fn check_origin(
     _extra: *mut *mut c_void,
     source: pg_sys::GucSource::Type,
 ) -> bool {
-    let value = if (*newval).is_null() {
-        ""
-    } else {
-        CStr::from_ptr(*newval).to_str().unwrap_or("\u{fffd}")
-    };
+    let value = if (*newval).is_null() { "" } else { CStr::from_ptr(*newval).to_str().unwrap_or("\u{fffd}") };
     if value.is_empty() || INTERNAL_SET.with(Cell::get) {
         return true;
     }
@@ -125,7 +121,10 @@ unsafe extern "C-unwind" fn check_origin(
         );
     }
     if crate::logic::link_spec::validate_link_name(value).is_err() {
-        return refuse(c"syncbridge.origin must be a link name", c"Use the name of the link whose echo the writes must not cause, as in syncbridge.links.");
+        return refuse(
+            c"syncbridge.origin must be a link name",
+            c"Use the name of the link whose echo the writes must not cause, as in syncbridge.links.",
+        );
     }
     true
 }
@@ -134,8 +133,8 @@ unsafe extern "C-unwind" fn check_origin(
 /// extension's own settings are reverted by the GUC stack anyway (also on abort).
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn clear_at_commit(event: pg_sys::XactEvent::Type, _arg: *mut c_void) {
-    let ending = event == pg_sys::XactEvent::XACT_EVENT_PRE_COMMIT
-        || event == pg_sys::XactEvent::XACT_EVENT_PRE_PREPARE;
+    let ending =
+        event == pg_sys::XactEvent::XACT_EVENT_PRE_COMMIT || event == pg_sys::XactEvent::XACT_EVENT_PRE_PREPARE;
     if ending && current().is_some() {
         INTERNAL_SET.with(|f| f.set(true));
         pg_sys::set_config_option(

@@ -17,7 +17,10 @@ mod tests {
         .unwrap();
     }
 
+    /// The outbox as this transaction would commit it (tests never commit: the capture
+    /// buffer is flushed by hand, as pre-commit would).
     fn outbox() -> Vec<(String, Vec<String>, Option<String>)> {
+        crate::capture::buffer::flush();
         Spi::connect(|c| {
             c.select("SELECT op, keys, origin FROM syncbridge.outbox ORDER BY id", None, &[])
                 .unwrap()
@@ -112,8 +115,8 @@ mod tests {
         Spi::run("INSERT INTO accounts (id, name) VALUES (1, 'Ada')").unwrap();
         Spi::run("UPDATE accounts SET id = 10 WHERE id = 1").unwrap();
         let rows = outbox();
-        assert_eq!(rows[1], ("upsert".to_string(), vec!["10".to_string()], None));
-        assert_eq!(rows[2], ("delete".to_string(), vec!["1".to_string()], None));
+        assert_eq!(rows[1], ("delete".to_string(), vec!["1".to_string()], None));
+        assert_eq!(rows[2], ("upsert".to_string(), vec!["10".to_string()], None));
     }
 
     #[pg_test]
@@ -126,6 +129,90 @@ mod tests {
         assert_eq!(outbox().len(), 1, "a change of an unwatched field is not sent");
         Spi::run("UPDATE accounts SET balance = 5").unwrap();
         assert_eq!(outbox().len(), 2);
+    }
+
+    #[pg_test]
+    fn operations_keep_their_order_and_repeated_edits_coalesce() {
+        setup_accounts();
+        Spi::run("INSERT INTO accounts (id, name) VALUES (1, 'a')").unwrap();
+        for i in 0..5 {
+            Spi::run(&format!("UPDATE accounts SET balance = {i} + 1 WHERE id = 1")).unwrap();
+        }
+        Spi::run("DELETE FROM accounts WHERE id = 1").unwrap();
+        Spi::run("INSERT INTO accounts (id, name) VALUES (1, 'again')").unwrap();
+        let ops: Vec<(String, Vec<String>)> = outbox().into_iter().map(|(op, keys, _)| (op, keys)).collect();
+        let one = || vec!["1".to_string()];
+        assert_eq!(ops, vec![("upsert".into(), one()), ("delete".into(), one()), ("upsert".into(), one())]);
+    }
+
+    #[pg_test]
+    fn a_rolled_back_savepoint_takes_its_keys_with_it() {
+        setup_accounts();
+        Spi::run("INSERT INTO accounts (id, name) VALUES (1, 'kept')").unwrap();
+        // A failing statement inside a PL/pgSQL exception block runs in a subtransaction.
+        Spi::run(
+            "DO $$ BEGIN
+                 INSERT INTO accounts (id, name) VALUES (2, 'rolled back');
+                 INSERT INTO accounts (id, name) VALUES (1, 'duplicate key');
+             EXCEPTION WHEN unique_violation THEN NULL;
+             END $$",
+        )
+        .unwrap();
+        Spi::run("INSERT INTO accounts (id, name) VALUES (3, 'kept too')").unwrap();
+        let keys: Vec<String> = outbox().into_iter().flat_map(|(_, keys, _)| keys).collect();
+        assert_eq!(keys, vec!["1", "3"]);
+    }
+
+    #[pg_test]
+    fn partitions_are_captured_with_their_own_layout() {
+        Spi::run(
+            "CREATE TABLE events (id bigint PRIMARY KEY, payload text, amount numeric) PARTITION BY RANGE (id);
+             CREATE TABLE events_low (extra int, amount numeric, payload text, id bigint NOT NULL);
+             ALTER TABLE events_low DROP COLUMN extra;
+             ALTER TABLE events ATTACH PARTITION events_low FOR VALUES FROM (0) TO (100);
+             CREATE TABLE events_high PARTITION OF events FOR VALUES FROM (100) TO (1000);
+             SELECT syncbridge.create_link('ev', 'events', 'http://127.0.0.1:9', 'events');
+             INSERT INTO events VALUES (1, 'low', 1.50), (500, 'high', 2);
+             UPDATE events SET amount = amount * 2;",
+        )
+        .unwrap();
+        let keys: Vec<Vec<String>> = outbox().into_iter().map(|(_, keys, _)| keys).collect();
+        assert_eq!(keys.concat(), vec!["1", "500", "1", "500"]);
+        let agree = Spi::get_one::<bool>(
+            "SELECT bool_and(_sync_fingerprint = syncbridge.fingerprint(to_jsonb(e) - '_sync_last_touch' - '_sync_fingerprint')) FROM events e",
+        )
+        .unwrap();
+        assert_eq!(agree, Some(true), "each partition's trigger reads its own column layout");
+    }
+
+    #[pg_test]
+    fn fingerprints_do_not_depend_on_display_settings() {
+        Spi::run(
+            "CREATE TABLE t (id int PRIMARY KEY, d date, ts timestamp, tz timestamptz, iv interval, f float8, r real, b bytea);
+             SELECT syncbridge.create_link('l', 't', 'http://127.0.0.1:9', 't');
+             SET LOCAL DateStyle = 'SQL, DMY'; SET LOCAL extra_float_digits = 0; SET LOCAL IntervalStyle = 'postgres_verbose';
+             SET LOCAL bytea_output = 'escape'; SET LOCAL timezone = 'America/New_York';
+             INSERT INTO t VALUES (1, '2024-05-01', '2024-05-01 12:00:00.5', '2024-05-01 12:00:00+02', '1 year 2 days 3 hours',
+                                   0.1, 0.1, '\\x0102');",
+        )
+        .unwrap();
+        let before = Spi::get_one::<String>("SELECT _sync_fingerprint FROM t").unwrap();
+        Spi::run(
+            "SET LOCAL DateStyle = 'ISO, MDY'; SET LOCAL extra_float_digits = 3; SET LOCAL IntervalStyle = 'iso_8601';
+             SET LOCAL bytea_output = 'hex'; SET LOCAL timezone = 'UTC';
+             UPDATE t SET d = d, ts = ts, tz = tz, iv = iv, f = f, r = r, b = b",
+        )
+        .unwrap();
+        let after = Spi::get_one::<String>("SELECT _sync_fingerprint FROM t").unwrap();
+        assert_eq!(before, after);
+        assert_eq!(outbox().len(), 1, "only the insert: {:?}", outbox());
+        // Apart from the interval (whose JSON text follows IntervalStyle), the row fingerprint is
+        // the fingerprint of the row's JSON.
+        let agree = Spi::get_one::<bool>(
+            "SELECT _sync_fingerprint = syncbridge.fingerprint(to_jsonb(t) - '_sync_last_touch' - '_sync_fingerprint') FROM t",
+        )
+        .unwrap();
+        assert_eq!(agree, Some(true), "under IntervalStyle iso_8601 the interval agrees too");
     }
 
     #[pg_test]

@@ -1,16 +1,14 @@
 //! What a capture trigger needs to know of its link, cached per backend.
 //!
-//! Loaded on first use through `syncbridge._capture_config` (SECURITY DEFINER, so a role
-//! without rights on the catalog can still be captured), combined with the table's own tuple
-//! descriptor. The cache is dropped for a table when its relcache entry is invalidated: on
+//! Loaded on first use through `syncbridge._capture_config`, read as the extension's owner (so
+//! a role without rights on the catalog is captured too, and learns nothing of it), combined
+//! with the table's own tuple descriptor. The cache is dropped for a table when its relcache entry is invalidated: on
 //! any ALTER TABLE, and on purpose by every catalog function that changes a link.
 
 use super::values::Codec;
 use crate::error::{OrRaise, SyncError};
 use crate::logic::link_spec::Guard;
-use crate::logic::mapping::{
-    Column, FieldMap, FieldRule, ValueKind, FINGERPRINT_COLUMN, LAST_TOUCH_COLUMN,
-};
+use crate::logic::mapping::{Column, FieldMap, FieldRule, ValueKind, FINGERPRINT_COLUMN, LAST_TOUCH_COLUMN};
 use pgrx::prelude::*;
 use pgrx::{JsonB, PgSqlErrorCode};
 use serde::Deserialize;
@@ -19,6 +17,8 @@ use std::collections::HashMap;
 use std::ffi::CStr;
 use std::rc::Rc;
 
+/// The configuration is kept per link and relation: a partition has attribute numbers of its
+/// own.
 /// A synced field ready for the hot path.
 pub struct CapturedField {
     pub remote: String,
@@ -45,7 +45,6 @@ pub struct CaptureConfig {
 struct Stored {
     id: i64,
     name: String,
-    relid: u32,
     key_column: String,
     loop_guards: Vec<String>,
     track_columns: bool,
@@ -63,7 +62,7 @@ struct StoredRule {
 }
 
 thread_local! {
-    static CACHE: RefCell<HashMap<i64, Rc<CaptureConfig>>> = RefCell::new(HashMap::new());
+    static CACHE: RefCell<HashMap<(i64, pg_sys::Oid), Rc<CaptureConfig>>> = RefCell::new(HashMap::new());
     /// Set when an invalidation arrived while the cache was borrowed.
     static RESET_PENDING: Cell<bool> = const { Cell::new(false) };
 }
@@ -82,25 +81,32 @@ unsafe extern "C-unwind" fn invalidate(_arg: pg_sys::Datum, relid: pg_sys::Oid) 
 }
 
 /// The configuration of `link_id` for the trigger's relation, loading it on a cache miss.
-pub fn get(link_id: i64, rel: pg_sys::Relation) -> Rc<CaptureConfig> {
+///
+/// # Safety
+/// `rel` must be the open relation of the firing trigger.
+pub unsafe fn get(link_id: i64, rel: pg_sys::Relation) -> Rc<CaptureConfig> {
     if RESET_PENDING.with(|p| p.replace(false)) {
         CACHE.with(|c| c.borrow_mut().clear());
     }
-    if let Some(cfg) = CACHE.with(|c| c.borrow().get(&link_id).cloned()) {
+    let relid = unsafe { (*rel).rd_id };
+    if let Some(cfg) = CACHE.with(|c| c.borrow().get(&(link_id, relid)).cloned()) {
         return cfg;
     }
     let cfg = Rc::new(load(link_id, rel).or_raise());
-    CACHE.with(|c| c.borrow_mut().insert(link_id, cfg.clone()));
+    CACHE.with(|c| c.borrow_mut().insert((link_id, relid), cfg.clone()));
     cfg
 }
 
 fn load(link_id: i64, rel: pg_sys::Relation) -> Result<CaptureConfig, SyncError> {
     let relid = unsafe { (*rel).rd_id };
-    let stored = Spi::get_one_with_args::<JsonB>("SELECT syncbridge._capture_config($1)", &[link_id.into()])?.ok_or_else(|| {
+    let stored = crate::catalog::owner::as_extension_owner(|| {
+        Spi::get_one_with_args::<JsonB>("SELECT syncbridge._capture_config($1, $2)", &[link_id.into(), relid.into()])
+    })?
+    .ok_or_else(|| {
         SyncError::new(
             PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
             format!("pg_syncbridge link {link_id} of this table's capture trigger does not exist"),
-            "The trigger outlived its link: drop it, or re-create the link with syncbridge.create_link.",
+            "The trigger outlived its link, or belongs to another table: drop it; syncbridge.create_link installs the right ones.",
         )
     })?;
     let stored: Stored = serde_json::from_value(stored.0).map_err(|e| {
@@ -110,14 +116,6 @@ fn load(link_id: i64, rel: pg_sys::Relation) -> Result<CaptureConfig, SyncError>
             "This is a bug in pg_syncbridge; please report it.",
         )
     })?;
-    if stored.relid != u32::from(relid) {
-        return Err(SyncError::new(
-            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-            format!("link \"{}\" does not belong to this table", stored.name),
-            "Drop this capture trigger; syncbridge.create_link installs the right ones.",
-        ));
-    }
-
     let (columns, typids) = table_columns(rel);
     let rules = stored
         .rules
@@ -126,11 +124,7 @@ fn load(link_id: i64, rel: pg_sys::Relation) -> Result<CaptureConfig, SyncError>
             Ok(FieldRule {
                 column: r.column_name.clone(),
                 remote_field: r.remote_field.clone(),
-                owner: r
-                    .owner
-                    .as_deref()
-                    .map(crate::logic::link_spec::Side::parse)
-                    .transpose()?,
+                owner: r.owner.as_deref().map(crate::logic::link_spec::Side::parse).transpose()?,
                 watched: r.watched,
                 volatile: r.volatile,
                 synced: r.synced,
@@ -186,15 +180,8 @@ fn table_columns(rel: pg_sys::Relation) -> (Vec<Column>, HashMap<i16, pg_sys::Oi
             if (*att).attisdropped {
                 continue;
             }
-            let name = CStr::from_ptr((*att).attname.data.as_ptr())
-                .to_string_lossy()
-                .into_owned();
-            columns.push(Column {
-                name,
-                attnum: (*att).attnum,
-                kind: ValueKind::Text,
-                not_null: (*att).attnotnull,
-            });
+            let name = CStr::from_ptr((*att).attname.data.as_ptr()).to_string_lossy().into_owned();
+            columns.push(Column { name, attnum: (*att).attnum, kind: ValueKind::Text, not_null: (*att).attnotnull });
             typids.insert((*att).attnum, (*att).atttypid);
         }
     }

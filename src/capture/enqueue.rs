@@ -1,15 +1,15 @@
-//! Writing keys to the outbox: one cached plan, one execution per chunk of keys.
+//! Writing keys to the outbox, straight into the table and its index (as TimescaleDB writes
+//! its catalog): no parser, planner or executor per commit. The capture path is on every
+//! write of a linked table, so this is where its cost is counted.
+//!
+//! The outbox's columns are ours and fixed: id, link_id, op, keys, origin, enqueued_at.
 
 use pgrx::prelude::*;
 use pgrx::IntoDatum;
-use std::cell::Cell;
-use std::ffi::CString;
+use std::ffi::CStr;
 
 /// Keys per outbox row: large statements are split so the worker can claim them in pieces.
 pub const KEYS_PER_ROW: usize = 1000;
-
-const INSERT: &str =
-    "INSERT INTO syncbridge.outbox (link_id, op, keys, origin) VALUES ($1, $2, $3, $4)";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
@@ -26,76 +26,66 @@ impl Op {
     }
 }
 
-thread_local! {
-    static PLAN: Cell<pg_sys::SPIPlanPtr> = const { Cell::new(std::ptr::null_mut()) };
-}
-
-/// Inserts `keys` for `link_id` into the outbox, in the caller's transaction.
+/// Inserts `keys` for `link_id` into the outbox, in the caller's transaction. Writes below
+/// the SQL layer, so no privilege on `syncbridge` is needed by the editing role.
 pub fn enqueue(link_id: i64, op: Op, keys: &[String], origin: Option<&str>) {
     if keys.is_empty() {
         return;
     }
     unsafe {
-        connect();
-        let plan = plan();
+        let (table, seq) = outbox_oids();
+        let rel = pg_sys::table_open(table, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
+        if (*(*rel).rd_att).natts != 6 {
+            error!("pg_syncbridge: syncbridge.outbox does not have the columns this version writes; reinstall the extension");
+        }
         let op_datum = op.as_str().into_datum().expect("text datum");
         let origin_datum = origin.and_then(|o| o.into_datum());
+        let now = pg_sys::Datum::from(pg_sys::GetCurrentTransactionStartTimestamp());
+        // nextval() checks privileges on the sequence: take the ids as the outbox's owner.
+        let (mut user, mut ctx) = (pg_sys::InvalidOid, 0);
+        pg_sys::GetUserIdAndSecContext(&mut user, &mut ctx);
+        pg_sys::SetUserIdAndSecContext((*(*rel).rd_rel).relowner, ctx | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32);
         for chunk in keys.chunks(KEYS_PER_ROW) {
-            let array = chunk
-                .iter()
-                .map(String::as_str)
-                .collect::<Vec<_>>()
-                .into_datum()
-                .expect("text[] datum");
+            let array = chunk.iter().map(String::as_str).collect::<Vec<_>>().into_datum().expect("text[] datum");
+            let id = pgrx::direct_function_call::<i64>(pg_sys::nextval_oid, &[seq.into_datum()])
+                .expect("nextval gives a value");
             let mut values = [
-                link_id.into_datum().expect("int8 datum"),
+                pg_sys::Datum::from(id),
+                pg_sys::Datum::from(link_id),
                 op_datum,
                 array,
                 origin_datum.unwrap_or(pg_sys::Datum::from(0)),
+                now,
             ];
-            let nulls = CString::new(if origin_datum.is_some() {
-                "    "
-            } else {
-                "   n"
-            })
-            .expect("no NUL");
-            let rc = pg_sys::SPI_execute_plan(plan, values.as_mut_ptr(), nulls.as_ptr(), false, 0);
-            if rc != pg_sys::SPI_OK_INSERT as i32 {
-                error!("pg_syncbridge: outbox insert failed with SPI code {rc}");
-            }
+            let mut nulls = [false, false, false, false, origin_datum.is_none(), false];
+            let tuple = pg_sys::heap_form_tuple((*rel).rd_att, values.as_mut_ptr(), nulls.as_mut_ptr());
+            pg_sys::CatalogTupleInsert(rel, tuple);
+            pg_sys::heap_freetuple(tuple);
         }
-        pg_sys::SPI_finish();
+        // On an ERROR above, the transaction abort restores the user.
+        pg_sys::SetUserIdAndSecContext(user, ctx);
+        pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
     }
 }
 
-unsafe fn connect() {
-    let rc = pg_sys::SPI_connect();
-    if rc != pg_sys::SPI_OK_CONNECT as i32 {
-        error!("pg_syncbridge: SPI_connect failed with code {rc}");
+/// The OIDs of `syncbridge.outbox` and its id sequence (syscache lookups, no SQL).
+unsafe fn outbox_oids() -> (pg_sys::Oid, pg_sys::Oid) {
+    let ns = pg_sys::get_namespace_oid(c"syncbridge".as_ptr(), true);
+    let find = |name: &CStr| {
+        if ns == pg_sys::InvalidOid {
+            pg_sys::InvalidOid
+        } else {
+            pg_sys::get_relname_relid(name.as_ptr(), ns)
+        }
+    };
+    let (table, seq) = (find(c"outbox"), find(c"outbox_id_seq"));
+    if table == pg_sys::InvalidOid || seq == pg_sys::InvalidOid {
+        crate::error::SyncError::new(
+            pgrx::PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            "pg_syncbridge is not installed in this database, but a capture trigger fired",
+            "CREATE EXTENSION pg_syncbridge, or drop the leftover syncbridge triggers of this table.",
+        )
+        .raise();
     }
-}
-
-/// The prepared insert, kept for the life of the backend (the plan cache revalidates it).
-unsafe fn plan() -> pg_sys::SPIPlanPtr {
-    let cached = PLAN.with(Cell::get);
-    if !cached.is_null() {
-        return cached;
-    }
-    let sql = CString::new(INSERT).expect("no NUL");
-    let mut types = [
-        pg_sys::INT8OID,
-        pg_sys::TEXTOID,
-        pg_sys::TEXTARRAYOID,
-        pg_sys::TEXTOID,
-    ];
-    let plan = pg_sys::SPI_prepare(sql.as_ptr(), types.len() as i32, types.as_mut_ptr());
-    if plan.is_null() {
-        let code = std::ptr::read(&raw const pg_sys::SPI_result);
-        error!("pg_syncbridge: could not prepare the outbox insert (SPI code {code})");
-    }
-    if pg_sys::SPI_keepplan(plan) != 0 {
-        error!("pg_syncbridge: could not keep the outbox insert plan");
-    }
-    PLAN.with(|p| p.set(plan));
-    plan
+    (table, seq)
 }

@@ -1,5 +1,6 @@
-//! AFTER INSERT / UPDATE / DELETE FOR EACH STATEMENT, with transition tables: finds the rows
-//! whose synced content changed and writes their keys to the outbox.
+//! AFTER INSERT / UPDATE / DELETE FOR EACH STATEMENT, with transition tables, on links that do
+//! not track columns: finds the rows whose synced content changed and adds their keys to the
+//! capture buffer (links that track columns decide in the row trigger instead).
 //!
 //! Skips, in this order:
 //! * the whole statement, when it ran under this link's own origin flag and the link has the
@@ -10,8 +11,9 @@
 //!
 //! An update that changes the key is a delete of the old key and an upsert of the new one.
 
+use super::buffer;
 use super::config::CaptureConfig;
-use super::enqueue::{enqueue, Op};
+use super::enqueue::Op;
 use super::{config, trigger};
 use crate::logic::fingerprint::{self, RecordWriter};
 use crate::origin;
@@ -29,9 +31,7 @@ pub extern "C" fn pg_finfo_syncbridge_capture_statement() -> &'static pg_sys::Pg
 /// Called by PostgreSQL as a trigger function.
 #[unsafe(no_mangle)]
 #[pgrx::pg_guard]
-pub unsafe extern "C-unwind" fn syncbridge_capture_statement(
-    fcinfo: pg_sys::FunctionCallInfo,
-) -> pg_sys::Datum {
+pub unsafe extern "C-unwind" fn syncbridge_capture_statement(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
     const FUNC: &str = "syncbridge._capture_statement";
     let td = trigger::trigger_data(fcinfo, FUNC, false);
     let cfg = config::get(trigger::link_id(td, FUNC), td.tg_relation);
@@ -44,12 +44,12 @@ pub unsafe extern "C-unwind" fn syncbridge_capture_statement(
         pg_sys::TRIGGER_EVENT_INSERT => {
             let mut keys = Vec::new();
             for_each_row(td.tg_newtable, desc, |slot| keys.push(key_of(&cfg, slot)));
-            enqueue(cfg.link_id, Op::Upsert, &keys, origin);
+            buffer::extend(cfg.link_id, Op::Upsert, origin, keys);
         }
         pg_sys::TRIGGER_EVENT_DELETE => {
             let mut keys = Vec::new();
             for_each_row(td.tg_oldtable, desc, |slot| keys.push(key_of(&cfg, slot)));
-            enqueue(cfg.link_id, Op::Delete, &keys, origin);
+            buffer::extend(cfg.link_id, Op::Delete, origin, keys);
         }
         pg_sys::TRIGGER_EVENT_UPDATE => {
             let mut digest = Digester::new(&cfg);
@@ -68,9 +68,9 @@ pub unsafe extern "C-unwind" fn syncbridge_capture_statement(
                     upserts.push(key);
                 }
             });
-            enqueue(cfg.link_id, Op::Upsert, &upserts, origin);
+            buffer::extend(cfg.link_id, Op::Upsert, origin, upserts);
             let deletes: Vec<String> = before.into_keys().collect();
-            enqueue(cfg.link_id, Op::Delete, &deletes, origin);
+            buffer::extend(cfg.link_id, Op::Delete, origin, deletes);
         }
         _ => {}
     }
@@ -85,10 +85,7 @@ struct Digester<'a> {
 
 impl<'a> Digester<'a> {
     fn new(cfg: &'a CaptureConfig) -> Self {
-        Self {
-            cfg,
-            writer: RecordWriter::new(),
-        }
+        Self { cfg, writer: RecordWriter::new() }
     }
 
     /// The watched fields' canonical text when the link watches fields; else the stored
@@ -99,9 +96,7 @@ impl<'a> Digester<'a> {
             if let Some((_, fp_att)) = self.cfg.tracking {
                 let mut isnull = false;
                 let datum = pg_sys::slot_getattr(slot, fp_att as i32, &mut isnull);
-                return (!isnull)
-                    .then(|| String::from_datum(datum, false))
-                    .flatten();
+                return (!isnull).then(|| String::from_datum(datum, false)).flatten();
             }
         }
         let watched_only = self.cfg.has_watched;
@@ -121,16 +116,7 @@ impl<'a> Digester<'a> {
 unsafe fn key_of(cfg: &CaptureConfig, slot: *mut pg_sys::TupleTableSlot) -> String {
     let mut isnull = false;
     let datum = pg_sys::slot_getattr(slot, cfg.key.attnum as i32, &mut isnull);
-    if isnull {
-        // The key column is NOT NULL when the link is created; a later ALTER may drop that.
-        crate::error::SyncError::new(
-            pgrx::PgSqlErrorCode::ERRCODE_NOT_NULL_VIOLATION,
-            format!("the key column of link \"{}\" is NULL in a written row", cfg.name),
-            "A link's key column must stay NOT NULL: ALTER TABLE ... ALTER COLUMN ... SET NOT NULL.",
-        )
-        .raise();
-    }
-    cfg.key.key_text(datum)
+    trigger::key_text(cfg, datum, isnull)
 }
 
 /// Calls `f` with each tuple of a transition table, through a read pointer of our own so

@@ -23,11 +23,7 @@ pub unsafe fn trigger_data<'a>(
     if is_row != row_level {
         wrong_use(
             func,
-            if row_level {
-                "it must be a FOR EACH ROW trigger"
-            } else {
-                "it must be a FOR EACH STATEMENT trigger"
-            },
+            if row_level { "it must be a FOR EACH ROW trigger" } else { "it must be a FOR EACH STATEMENT trigger" },
         );
     }
     td
@@ -40,10 +36,7 @@ pub unsafe fn link_id(td: &pg_sys::TriggerData, func: &str) -> i64 {
         wrong_use(func, "it takes the link id as its only argument");
     }
     let arg = CStr::from_ptr(*trig.tgargs);
-    arg.to_str()
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| wrong_use(func, "its argument must be a link id"))
+    arg.to_str().ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| wrong_use(func, "its argument must be a link id"))
 }
 
 pub fn operation(td: &pg_sys::TriggerData) -> u32 {
@@ -57,4 +50,21 @@ fn wrong_use(func: &str, why: &str) -> ! {
         "Capture triggers are installed by syncbridge.create_link; do not create them by hand.",
     )
     .raise()
+}
+
+/// The key of a written row as text; the key column must not be NULL.
+///
+/// # Safety
+/// `datum` must be a value of the key column's type (ignored when `isnull`).
+pub unsafe fn key_text(cfg: &super::config::CaptureConfig, datum: pg_sys::Datum, isnull: bool) -> String {
+    if isnull {
+        // The key column is NOT NULL when the link is created; a later ALTER may drop that.
+        crate::error::SyncError::new(
+            PgSqlErrorCode::ERRCODE_NOT_NULL_VIOLATION,
+            format!("the key column of link \"{}\" is NULL in a written row", cfg.name),
+            "A link's key column must stay NOT NULL: ALTER TABLE ... ALTER COLUMN ... SET NOT NULL.",
+        )
+        .raise();
+    }
+    cfg.key.key_text(datum)
 }

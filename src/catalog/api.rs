@@ -41,6 +41,7 @@ fn create_link(
         track_columns,
     };
     drop(local_table);
+    require_superuser("create_link");
     spec.create().or_raise()
 }
 
@@ -111,7 +112,7 @@ impl LinkSpec<'_> {
         let _ = direction;
         Spi::run_with_args("SELECT syncbridge._install_capture($1)", &[id.into()])?;
         Spi::run_with_args(
-            "WITH kept AS (DELETE FROM syncbridge._kept_record WHERE link_name = $2 AND local_table = $3::regclass RETURNING record) \
+            "WITH kept AS (DELETE FROM syncbridge._kept_record WHERE link_name = $2 AND table_name = syncbridge._table_identity($3) RETURNING record) \
              INSERT INTO syncbridge._record SELECT (jsonb_populate_record(NULL::syncbridge._record, record || jsonb_build_object('link_id', $1))).* FROM kept",
             &[id.into(), self.name.into(), self.relid.into()],
         )?;
@@ -126,6 +127,7 @@ impl LinkSpec<'_> {
 /// value removes a transport setting.
 #[pg_extern(volatile)]
 fn alter_link(name: &str, settings: JsonB) {
+    require_superuser("alter_link");
     alter(name, settings.0).or_raise()
 }
 
@@ -165,12 +167,7 @@ fn alter(name: &str, settings: Value) -> Result<()> {
                         format!("Valid guards: {}.", Guard::NAMES.join(", ")),
                     )
                 })?;
-                Value::from(
-                    Guard::parse_list(&names)?
-                        .iter()
-                        .map(|g| g.name())
-                        .collect::<Vec<_>>(),
-                )
+                Value::from(Guard::parse_list(&names)?.iter().map(|g| g.name()).collect::<Vec<_>>())
             }
             "track_columns" => Value::from(value.as_bool().ok_or_else(|| {
                 SyncError::new(
@@ -193,10 +190,7 @@ fn alter(name: &str, settings: Value) -> Result<()> {
     }
 
     let relid = link.relid();
-    let tracking_now = columns
-        .get("track_columns")
-        .and_then(Value::as_bool)
-        .unwrap_or(link.track_columns);
+    let tracking_now = columns.get("track_columns").and_then(Value::as_bool).unwrap_or(link.track_columns);
     if tracking_now && !link.track_columns {
         check_tracking_free(&TableInfo::load(relid)?, relid, Some(link.id))?;
     }
@@ -231,6 +225,7 @@ fn alter(name: &str, settings: Value) -> Result<()> {
 /// them up again (so it pairs records instead of creating duplicates).
 #[pg_extern(volatile)]
 fn drop_link(name: &str, keep_state: default!(bool, false)) {
+    require_superuser("drop_link");
     drop_it(name, keep_state).or_raise()
 }
 
@@ -240,21 +235,15 @@ fn drop_it(name: &str, keep_state: bool) -> Result<()> {
     Spi::run_with_args("SELECT syncbridge._remove_triggers($1)", &[id.into()])?;
     if keep_state {
         Spi::run_with_args(
-            "INSERT INTO syncbridge._kept_record (link_name, local_table, record) \
-             SELECT l.name, l.local_table, to_jsonb(r) - 'link_id' FROM syncbridge._record r JOIN syncbridge._link l ON l.id = r.link_id WHERE r.link_id = $1",
+            "INSERT INTO syncbridge._kept_record (link_name, table_name, record) \
+             SELECT l.name, syncbridge._table_identity(l.local_table), to_jsonb(r) - 'link_id' FROM syncbridge._record r JOIN syncbridge._link l ON l.id = r.link_id WHERE r.link_id = $1",
             &[id.into()],
         )?;
     } else {
         Spi::run_with_args("SELECT syncbridge._remove_columns($1)", &[id.into()])?;
     }
-    Spi::run_with_args(
-        "DELETE FROM syncbridge.outbox WHERE link_id = $1",
-        &[id.into()],
-    )?;
-    Spi::run_with_args(
-        "DELETE FROM syncbridge._event WHERE link_id = $1",
-        &[id.into()],
-    )?;
+    Spi::run_with_args("DELETE FROM syncbridge.outbox WHERE link_id = $1", &[id.into()])?;
+    Spi::run_with_args("DELETE FROM syncbridge._event WHERE link_id = $1", &[id.into()])?;
     Spi::run_with_args("DELETE FROM syncbridge._link WHERE id = $1", &[id.into()])?;
     link.invalidate_capture();
     Ok(())
@@ -263,21 +252,20 @@ fn drop_it(name: &str, keep_state: bool) -> Result<()> {
 /// Stops delivering for a link; its edits are still captured and wait in the outbox.
 #[pg_extern(volatile)]
 fn pause_link(name: &str) {
+    require_superuser("pause_link");
     set_paused(name, true).or_raise()
 }
 
 /// Resumes a paused link; what queued up meanwhile is delivered.
 #[pg_extern(volatile)]
 fn resume_link(name: &str) {
+    require_superuser("resume_link");
     set_paused(name, false).or_raise()
 }
 
 fn set_paused(name: &str, paused: bool) -> Result<()> {
     let link = LinkRow::load_for_update(name)?;
-    Spi::run_with_args(
-        "UPDATE syncbridge._link SET paused = $2 WHERE id = $1",
-        &[link.id.into(), paused.into()],
-    )?;
+    Spi::run_with_args("UPDATE syncbridge._link SET paused = $2 WHERE id = $1", &[link.id.into(), paused.into()])?;
     Ok(())
 }
 
@@ -304,6 +292,7 @@ fn set_field(
         volatile,
         synced,
     };
+    require_superuser("set_field");
     set_rule(link, rule, owner).or_raise()
 }
 
@@ -316,10 +305,7 @@ fn set_rule(link_name: &str, mut rule: FieldRule, owner: Option<&str>) -> Result
     if mapping::is_reserved(&rule.column) {
         return Err(SyncError::new(
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            format!(
-                "column \"{}\" is maintained by pg_syncbridge and never travels",
-                rule.column
-            ),
+            format!("column \"{}\" is maintained by pg_syncbridge and never travels", rule.column),
             "Set rules for your own columns only.",
         ));
     }
@@ -394,6 +380,19 @@ fn columns_of(table: &TableInfo) -> Vec<Column> {
         .collect()
 }
 
+/// Managing links installs triggers and columns on tables and, later, reaches remote systems
+/// with stored secrets: superusers only.
+fn require_superuser(func: &str) {
+    if !unsafe { pg_sys::superuser() } {
+        SyncError::new(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("permission denied for syncbridge.{func}"),
+            "Managing links needs a superuser: they install triggers on tables and use stored secrets.",
+        )
+        .raise();
+    }
+}
+
 fn check_remote_key_field(field: &str) -> Result<()> {
     if field.trim().is_empty() {
         return Err(SyncError::new(
@@ -409,24 +408,17 @@ fn check_remote_key_field(field: &str) -> Result<()> {
 /// of those names must be text if they exist already.
 fn check_tracking_free(table: &TableInfo, relid: pg_sys::Oid, except: Option<i64>) -> Result<()> {
     let other = crate::error::spi_opt::<String>(
-        "SELECT name FROM syncbridge._link WHERE local_table = $1::regclass AND track_columns AND id IS DISTINCT FROM $2",
+        "SELECT name FROM syncbridge._link WHERE local_table = $1::regclass AND track_columns AND direction <> 'inbound' AND id IS DISTINCT FROM $2",
         &[relid.into(), except.into()],
     )?;
     if let Some(other) = other {
         return Err(SyncError::new(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-            format!(
-                "link \"{other}\" already keeps the tracking columns of \"{}\"",
-                table.display
-            ),
+            format!("link \"{other}\" already keeps the tracking columns of \"{}\"", table.display),
             "Only one link per table can track columns: pass track_columns => false.",
         ));
     }
-    for col in table
-        .columns
-        .iter()
-        .filter(|c| mapping::is_reserved(&c.name))
-    {
+    for col in table.columns.iter().filter(|c| mapping::is_reserved(&c.name)) {
         if col.type_name != "text" {
             return Err(SyncError::new(
                 PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,

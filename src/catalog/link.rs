@@ -50,6 +50,20 @@ impl LinkRow {
     }
 }
 
+/// Sends a relcache invalidation for the table and each of its partitions, which every
+/// backend's capture cache listens to.
 pub fn invalidate_table(relid: pg_sys::Oid) {
+    let partitions = Spi::connect(|c| {
+        c.select("SELECT relid FROM pg_partition_tree($1::regclass)", None, &[relid.into()])
+            .map(|rows| rows.filter_map(|r| r.get::<pg_sys::Oid>(1).ok().flatten()).collect::<Vec<_>>())
+            .unwrap_or_default()
+    });
+    let exists = crate::error::spi_opt::<bool>("SELECT EXISTS (SELECT FROM pg_class WHERE oid = $1)", &[relid.into()]);
+    if exists.ok().flatten() != Some(true) {
+        return;
+    }
     unsafe { pg_sys::CacheInvalidateRelcacheByRelid(relid) };
+    for part in partitions.into_iter().filter(|p| *p != relid) {
+        unsafe { pg_sys::CacheInvalidateRelcacheByRelid(part) };
+    }
 }

@@ -3,4 +3,5 @@
 
 pub mod api;
 pub mod link;
+pub mod owner;
 pub mod table;

@@ -27,8 +27,8 @@ pub struct ColumnInfo {
 
 impl TableInfo {
     pub fn load(relid: pg_sys::Oid) -> Result<Self> {
-        let info = crate::error::spi_opt::<JsonB>(include_str!("table_info.sql"), &[relid.into()])?
-            .ok_or_else(|| {
+        let info =
+            crate::error::spi_opt::<JsonB>(include_str!("table_info.sql"), &[relid.into()])?.ok_or_else(|| {
                 SyncError::new(
                     PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
                     format!("relation with OID {relid:?} does not exist"),
@@ -115,11 +115,7 @@ impl TableInfo {
             format!(
                 "Columns of {}: {}.",
                 self.display,
-                self.columns
-                    .iter()
-                    .map(|c| c.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                self.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
             ),
         )
     }

@@ -68,6 +68,12 @@ pub fn write_string(s: &str, out: &mut String) {
 /// Writes `s` as a JSON string literal with the minimal escaping serde_json uses.
 pub fn write_json_string(s: &str, out: &mut String) {
     out.push('"');
+    // Most strings need no escaping: copy them whole.
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),
@@ -107,11 +113,7 @@ pub fn canonical_number(text: &str) -> Option<String> {
     if int_part.is_empty() && frac_part.is_empty() {
         return None;
     }
-    if !int_part
-        .bytes()
-        .chain(frac_part.bytes())
-        .all(|b| b.is_ascii_digit())
-    {
+    if !int_part.bytes().chain(frac_part.bytes()).all(|b| b.is_ascii_digit()) {
         return None;
     }
     // value = 0.<digits> * 10^point, with digits free of leading and trailing zeros.
@@ -166,12 +168,7 @@ pub fn canonical_timestamp(s: &str) -> Option<String> {
             None
         }
     };
-    if b[4] != b'-'
-        || b[7] != b'-'
-        || !(b[10] == b'T' || b[10] == b' ')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
+    if b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b' ') || b[13] != b':' || b[16] != b':' {
         return None;
     }
     let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
@@ -219,10 +216,7 @@ pub fn canonical_timestamp(s: &str) -> Option<String> {
             }
             let (h, m) = match digits.len() {
                 2 => (digits.parse::<i64>().ok()?, 0),
-                4 => (
-                    digits[..2].parse::<i64>().ok()?,
-                    digits[2..].parse::<i64>().ok()?,
-                ),
+                4 => (digits[..2].parse::<i64>().ok()?, digits[2..].parse::<i64>().ok()?),
                 _ => return None,
             };
             if h > 15 || m > 59 {
@@ -238,21 +232,118 @@ pub fn canonical_timestamp(s: &str) -> Option<String> {
 
 /// Formats seconds since 1970-01-01 UTC (plus microseconds) as canonical UTC text.
 pub fn format_utc(total_secs: i64, micros: i64) -> String {
+    let mut out = String::with_capacity(28);
+    write_utc(total_secs, micros, &mut out);
+    out
+}
+
+/// Appends what [`format_utc`] returns, without allocating (the capture trigger's hot path).
+pub fn write_utc(total_secs: i64, micros: i64, out: &mut String) {
     let days = total_secs.div_euclid(86_400);
     let secs = total_secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    let mut out = format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    );
+    if (0..=9999).contains(&y) {
+        push_padded(out, y as u64, 4);
+    } else {
+        let _ = write!(out, "{y:04}");
+    }
+    out.push('-');
+    push_padded(out, m as u64, 2);
+    out.push('-');
+    push_padded(out, d as u64, 2);
+    out.push('T');
+    push_padded(out, (secs / 3600) as u64, 2);
+    out.push(':');
+    push_padded(out, (secs % 3600 / 60) as u64, 2);
+    out.push(':');
+    push_padded(out, (secs % 60) as u64, 2);
     if micros > 0 {
-        let frac = format!("{micros:06}");
         out.push('.');
-        out.push_str(frac.trim_end_matches('0'));
+        let mut frac = micros as u64;
+        let mut width = 6;
+        while frac.is_multiple_of(10) {
+            frac /= 10;
+            width -= 1;
+        }
+        push_padded(out, frac, width);
     }
     out.push('Z');
+}
+
+/// Appends `n` in decimal, left-padded with zeros to `width` digits.
+pub fn push_padded(out: &mut String, n: u64, width: usize) {
+    let mut buf = [b'0'; 20];
+    let mut i = buf.len();
+    let mut v = n;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    let start = i.min(buf.len().saturating_sub(width));
+    out.push_str(std::str::from_utf8(&buf[start..]).expect("ASCII digits"));
+}
+
+/// Appends a signed integer in decimal.
+pub fn push_int(out: &mut String, n: i64) {
+    if n < 0 {
+        out.push('-');
+    }
+    push_padded(out, n.unsigned_abs(), 1);
+}
+
+/// Formats a local date-time (seconds since 1970-01-01 of a zone-less clock, plus
+/// microseconds) as `YYYY-MM-DDTHH:MM:SS[.ffffff]`, the form `to_jsonb` gives a `timestamp`.
+/// `None` outside years 1..=9999, which PostgreSQL writes differently (BC, five digits).
+pub fn format_local(total_secs: i64, micros: i64) -> Option<String> {
+    let mut out = format_utc(total_secs, micros);
+    out.pop();
+    let year: i64 = out.get(..4)?.parse().ok()?;
+    (out.len() >= 19 && (1..=9999).contains(&year) && !out.starts_with('-')).then_some(out)
+}
+
+/// Formats days since 1970-01-01 as `YYYY-MM-DD`; `None` outside years 1..=9999.
+pub fn format_date(days: i64) -> Option<String> {
+    let (y, m, d) = civil_from_days(days);
+    (1..=9999).contains(&y).then(|| format!("{y:04}-{m:02}-{d:02}"))
+}
+
+/// Formats an interval as an ISO 8601 duration with a sign on each part, as PostgreSQL's
+/// `IntervalStyle = iso_8601` does: `P1Y2M3DT4H5M6.5S`, `PT0S` for zero.
+pub fn format_interval(months: i32, days: i32, micros: i64) -> String {
+    let mut out = String::from("P");
+    let (years, months) = (months / 12, months % 12);
+    for (n, unit) in [(years as i64, 'Y'), (months as i64, 'M'), (days as i64, 'D')] {
+        if n != 0 {
+            let _ = write!(out, "{n}{unit}");
+        }
+    }
+    if micros != 0 {
+        out.push('T');
+        let sign = if micros < 0 { "-" } else { "" };
+        let abs = micros.unsigned_abs();
+        let (h, m, s, f) = (abs / 3_600_000_000, abs / 60_000_000 % 60, abs / 1_000_000 % 60, abs % 1_000_000);
+        if h != 0 {
+            let _ = write!(out, "{sign}{h}H");
+        }
+        if m != 0 {
+            let _ = write!(out, "{sign}{m}M");
+        }
+        if s != 0 || f != 0 {
+            let _ = write!(out, "{sign}{s}");
+            if f != 0 {
+                let frac = format!("{f:06}");
+                let _ = write!(out, ".{}", frac.trim_end_matches('0'));
+            }
+            out.push('S');
+        }
+    }
+    if out == "P" {
+        out.push_str("T0S");
+    }
     out
 }
 
@@ -313,27 +404,18 @@ mod tests {
             ("+3.50", "3.5"),
             ("-12.340", "-12.34"),
             ("1.5e3", "1500"),
-            (
-                "123456789012345678901234567890.000",
-                "123456789012345678901234567890",
-            ),
+            ("123456789012345678901234567890.000", "123456789012345678901234567890"),
             ("0.000001", "0.000001"),
             ("1e100", "1e100"),
             ("-2.50e-100", "-2.5e-100"),
         ] {
-            assert_eq!(
-                canonical_number(input).as_deref(),
-                Some(want),
-                "input {input}"
-            );
+            assert_eq!(canonical_number(input).as_deref(), Some(want), "input {input}");
         }
     }
 
     #[test]
     fn non_numbers_are_refused() {
-        for input in [
-            "", "-", ".", "abc", "1.2.3", "NaN", "Infinity", "1e", "0x10",
-        ] {
+        for input in ["", "-", ".", "abc", "1.2.3", "NaN", "Infinity", "1e", "0x10"] {
             assert_eq!(canonical_number(input), None, "input {input:?}");
         }
     }
@@ -353,16 +435,9 @@ mod tests {
             ("2024-01-01T08:00:00.500000Z", "2024-01-01T08:00:00.5Z"),
             ("2024-03-01T01:30:00+05:30", "2024-02-29T20:00:00Z"),
             ("1999-12-31T23:00:00-0100", "2000-01-01T00:00:00Z"),
-            (
-                "2024-01-01 10:00:00.123456789+00",
-                "2024-01-01T10:00:00.123456Z",
-            ),
+            ("2024-01-01 10:00:00.123456789+00", "2024-01-01T10:00:00.123456Z"),
         ] {
-            assert_eq!(
-                canonical_timestamp(input).as_deref(),
-                Some(want),
-                "input {input}"
-            );
+            assert_eq!(canonical_timestamp(input).as_deref(), Some(want), "input {input}");
         }
     }
 
@@ -381,8 +456,7 @@ mod tests {
 
     #[test]
     fn key_order_and_spacing_do_not_matter() {
-        let a: Value =
-            serde_json::from_str(r#"{"b": 1.0, "a": {"y": [1, 2.50], "x": null}}"#).unwrap();
+        let a: Value = serde_json::from_str(r#"{"b": 1.0, "a": {"y": [1, 2.50], "x": null}}"#).unwrap();
         let b: Value = serde_json::from_str(r#"{"a":{"x":null,"y":[1,2.5]},"b":1}"#).unwrap();
         assert_eq!(to_canonical(&a), to_canonical(&b));
         assert_eq!(to_canonical(&a), r#"{"a":{"x":null,"y":[1,2.5]},"b":1}"#);
@@ -393,6 +467,45 @@ mod tests {
         let v = json!({"s": "a\"b\\c\nd\u{1}"});
         let text = to_canonical(&v);
         assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), v);
+    }
+
+    #[test]
+    fn local_times_dates_and_intervals() {
+        // 2024-05-01 12:00:00.5 as seconds since 1970.
+        assert_eq!(format_local(1_714_564_800, 500_000).as_deref(), Some("2024-05-01T12:00:00.5"));
+        assert_eq!(format_local(-62_135_596_800 - 1, 0), None, "year 0 is written as BC by PostgreSQL");
+        assert_eq!(format_date(19_844).as_deref(), Some("2024-05-01"));
+        assert_eq!(format_interval(14, 3, 4 * 3_600_000_000 + 5 * 60_000_000 + 6_500_000), "P1Y2M3DT4H5M6.5S");
+        assert_eq!(format_interval(0, 0, 0), "PT0S");
+        assert_eq!(format_interval(-1, 0, -90_000_000), "P-1MT-1M-30S");
+    }
+
+    #[test]
+    fn hand_written_number_formatting_matches_std() {
+        for n in [0i64, 7, -7, 10, 12345, i64::MAX, i64::MIN] {
+            let mut s = String::new();
+            push_int(&mut s, n);
+            assert_eq!(s, n.to_string());
+        }
+        let mut s = String::new();
+        push_padded(&mut s, 5, 4);
+        assert_eq!(s, "0005");
+        for (secs, micros) in
+            [(0, 0), (1_714_564_800, 500_000), (1_714_564_800, 120), (-1, 999_999), (253_402_300_799, 1)]
+        {
+            let std = {
+                let days = i64::div_euclid(secs, 86_400);
+                let rem = i64::rem_euclid(secs, 86_400);
+                let (y, m, d) = civil_from_days(days);
+                let mut t = format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60);
+                if micros > 0 {
+                    t.push('.');
+                    t.push_str(format!("{micros:06}").trim_end_matches('0'));
+                }
+                t + "Z"
+            };
+            assert_eq!(format_utc(secs, micros), std);
+        }
     }
 
     #[test]

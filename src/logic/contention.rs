@@ -114,14 +114,9 @@ pub fn resolve(fields: &[FieldState<'_>], ctx: Context) -> Resolution {
         (None, _) | (_, None) => false,
     };
     let local_changed = fields.iter().any(|f| changed(f.base, Some(f.local)));
-    let remote_changed = fields
-        .iter()
-        .any(|f| f.remote.is_some() && changed(f.base, f.remote));
+    let remote_changed = fields.iter().any(|f| f.remote.is_some() && changed(f.base, f.remote));
     let contended = local_changed && remote_changed;
-    let mut out = Resolution {
-        contended,
-        ..Default::default()
-    };
+    let mut out = Resolution { contended, ..Default::default() };
 
     for f in fields {
         let Some(remote) = f.remote else { continue };
@@ -163,12 +158,7 @@ pub fn resolve(fields: &[FieldState<'_>], ctx: Context) -> Resolution {
 }
 
 /// The winner of one field of a contended record.
-fn settle(
-    f: &FieldState<'_>,
-    local_changed: bool,
-    remote_changed: bool,
-    ctx: Context,
-) -> (Side, Rule) {
+fn settle(f: &FieldState<'_>, local_changed: bool, remote_changed: bool, ctx: Context) -> (Side, Rule) {
     if let Some(owner) = f.owner {
         return (owner, Rule::FieldOwner);
     }
@@ -202,11 +192,7 @@ mod tests {
     use serde_json::json;
 
     fn ctx(policy: Contention) -> Context {
-        Context {
-            policy,
-            remote_vs_local_time: None,
-            created_by: None,
-        }
+        Context { policy, remote_vs_local_time: None, created_by: None }
     }
 
     /// Two fields: `a` and `b`, base a=1 b=1.
@@ -233,16 +219,9 @@ mod tests {
 
     #[test]
     fn only_the_remote_changed_so_it_is_written_for_every_policy() {
-        let (base, local, remote) = (
-            [json!(1), json!(1)],
-            [json!(1), json!(1)],
-            [json!(2), json!(1)],
-        );
+        let (base, local, remote) = ([json!(1), json!(1)], [json!(1), json!(1)], [json!(2), json!(1)]);
         for name in Contention::NAMES {
-            let r = resolve(
-                &record(&base, &local, &remote, NO_OWNERS),
-                ctx(Contention::parse(name).unwrap()),
-            );
+            let r = resolve(&record(&base, &local, &remote, NO_OWNERS), ctx(Contention::parse(name).unwrap()));
             assert!(!r.contended, "{name}");
             assert_eq!(r.write, vec!["a"], "{name}");
             assert!(r.send_back.is_empty() && r.conflicts.is_empty(), "{name}");
@@ -251,16 +230,9 @@ mod tests {
 
     #[test]
     fn only_the_local_side_changed_so_nothing_is_written_and_local_goes_back() {
-        let (base, local, remote) = (
-            [json!(1), json!(1)],
-            [json!(5), json!(1)],
-            [json!(1), json!(1)],
-        );
+        let (base, local, remote) = ([json!(1), json!(1)], [json!(5), json!(1)], [json!(1), json!(1)]);
         for name in Contention::NAMES {
-            let r = resolve(
-                &record(&base, &local, &remote, NO_OWNERS),
-                ctx(Contention::parse(name).unwrap()),
-            );
+            let r = resolve(&record(&base, &local, &remote, NO_OWNERS), ctx(Contention::parse(name).unwrap()));
             assert!(!r.contended && r.is_noop(), "{name}");
             assert_eq!(r.send_back, vec!["a"], "{name}");
         }
@@ -268,34 +240,15 @@ mod tests {
 
     #[test]
     fn an_echo_changes_nothing() {
-        let (base, local, remote) = (
-            [json!(1), json!(1)],
-            [json!(5), json!(1)],
-            [json!(5), json!(1)],
-        );
-        let r = resolve(
-            &record(&base, &local, &remote, NO_OWNERS),
-            ctx(Contention::LastWriteWins),
-        );
-        assert_eq!(
-            r,
-            Resolution {
-                contended: true,
-                ..Default::default()
-            }
-        );
+        let (base, local, remote) = ([json!(1), json!(1)], [json!(5), json!(1)], [json!(5), json!(1)]);
+        let r = resolve(&record(&base, &local, &remote, NO_OWNERS), ctx(Contention::LastWriteWins));
+        assert_eq!(r, Resolution { contended: true, ..Default::default() });
     }
 
     #[test]
     fn without_a_base_the_remote_is_taken() {
         let (local, remote) = (json!("x"), json!("y"));
-        let f = [FieldState {
-            name: "a",
-            base: None,
-            local: &local,
-            remote: Some(&remote),
-            owner: None,
-        }];
+        let f = [FieldState { name: "a", base: None, local: &local, remote: Some(&remote), owner: None }];
         let r = resolve(&f, ctx(Contention::Merge));
         assert_eq!(r.write, vec!["a"]);
         assert!(!r.contended && r.conflicts.is_empty());
@@ -303,144 +256,71 @@ mod tests {
 
     // Both sides changed different fields: local a, remote b.
     fn different_fields() -> ([Value; 2], [Value; 2], [Value; 2]) {
-        (
-            [json!(1), json!(1)],
-            [json!(2), json!(1)],
-            [json!(1), json!(3)],
-        )
+        ([json!(1), json!(1)], [json!(2), json!(1)], [json!(1), json!(3)])
     }
 
     #[test]
     fn merge_keeps_both_sides_changes_of_different_fields() {
         let (base, local, remote) = different_fields();
-        let r = resolve(
-            &record(&base, &local, &remote, NO_OWNERS),
-            ctx(Contention::Merge),
-        );
+        let r = resolve(&record(&base, &local, &remote, NO_OWNERS), ctx(Contention::Merge));
         assert!(r.contended);
         assert_eq!(r.write, vec!["b"]);
         assert_eq!(r.send_back, vec!["a"]);
-        assert!(
-            r.conflicts.is_empty(),
-            "no field lost a change: {:?}",
-            r.conflicts
-        );
+        assert!(r.conflicts.is_empty(), "no field lost a change: {:?}", r.conflicts);
     }
 
     #[test]
     fn last_write_wins_overwrites_and_records_the_lost_local_edit() {
         let (base, local, remote) = different_fields();
-        let r = resolve(
-            &record(&base, &local, &remote, NO_OWNERS),
-            ctx(Contention::LastWriteWins),
-        );
+        let r = resolve(&record(&base, &local, &remote, NO_OWNERS), ctx(Contention::LastWriteWins));
         assert_eq!(r.write, vec!["a", "b"]);
         assert_eq!(r.conflicts.len(), 1);
         let c = &r.conflicts[0];
-        assert_eq!(
-            (c.field.as_str(), c.winner, c.rule),
-            ("a", Side::Remote, Rule::LastWriteWins)
-        );
-        assert_eq!(
-            (c.base.clone(), c.local.clone(), c.remote.clone()),
-            (Some(json!(1)), json!(2), json!(1))
-        );
+        assert_eq!((c.field.as_str(), c.winner, c.rule), ("a", Side::Remote, Rule::LastWriteWins));
+        assert_eq!((c.base.clone(), c.local.clone(), c.remote.clone()), (Some(json!(1)), json!(2), json!(1)));
     }
 
     #[test]
     fn system_of_record_truth_table() {
         let (base, local, remote) = different_fields();
-        let r = resolve(
-            &record(&base, &local, &remote, NO_OWNERS),
-            ctx(Contention::SystemOfRecord(Side::Local)),
-        );
+        let r = resolve(&record(&base, &local, &remote, NO_OWNERS), ctx(Contention::SystemOfRecord(Side::Local)));
         assert!(r.write.is_empty());
         assert_eq!(r.send_back, vec!["a", "b"]);
-        assert_eq!(
-            r.conflicts
-                .iter()
-                .map(|c| c.field.as_str())
-                .collect::<Vec<_>>(),
-            vec!["b"]
-        );
-        let r = resolve(
-            &record(&base, &local, &remote, NO_OWNERS),
-            ctx(Contention::SystemOfRecord(Side::Remote)),
-        );
+        assert_eq!(r.conflicts.iter().map(|c| c.field.as_str()).collect::<Vec<_>>(), vec!["b"]);
+        let r = resolve(&record(&base, &local, &remote, NO_OWNERS), ctx(Contention::SystemOfRecord(Side::Remote)));
         assert_eq!(r.write, vec!["a", "b"]);
-        assert_eq!(
-            r.conflicts
-                .iter()
-                .map(|c| c.field.as_str())
-                .collect::<Vec<_>>(),
-            vec!["a"]
-        );
+        assert_eq!(r.conflicts.iter().map(|c| c.field.as_str()).collect::<Vec<_>>(), vec!["a"]);
     }
 
     #[test]
     fn newer_wins_truth_table() {
-        let (base, local, remote) = (
-            [json!(1), json!(1)],
-            [json!(2), json!(1)],
-            [json!(3), json!(1)],
-        );
+        let (base, local, remote) = ([json!(1), json!(1)], [json!(2), json!(1)], [json!(3), json!(1)]);
         let fields = record(&base, &local, &remote, NO_OWNERS);
-        let with = |t| Context {
-            policy: Contention::NewerWins,
-            remote_vs_local_time: t,
-            created_by: None,
-        };
+        let with = |t| Context { policy: Contention::NewerWins, remote_vs_local_time: t, created_by: None };
         let r = resolve(&fields, with(Some(Ordering::Greater)));
-        assert_eq!(
-            (r.write.clone(), r.conflicts[0].rule),
-            (vec!["a".to_string()], Rule::NewerWins)
-        );
+        assert_eq!((r.write.clone(), r.conflicts[0].rule), (vec!["a".to_string()], Rule::NewerWins));
         let r = resolve(&fields, with(Some(Ordering::Equal)));
         assert_eq!(r.write, vec!["a"]);
         let r = resolve(&fields, with(Some(Ordering::Less)));
         assert!(r.write.is_empty());
-        assert_eq!(
-            (r.send_back.clone(), r.conflicts[0].winner),
-            (vec!["a".to_string()], Side::Local)
-        );
+        assert_eq!((r.send_back.clone(), r.conflicts[0].winner), (vec!["a".to_string()], Side::Local));
         let r = resolve(&fields, with(None));
-        assert_eq!(
-            (r.write.clone(), r.conflicts[0].rule),
-            (vec!["a".to_string()], Rule::NewerWinsNoTime)
-        );
+        assert_eq!((r.write.clone(), r.conflicts[0].rule), (vec!["a".to_string()], Rule::NewerWinsNoTime));
     }
 
     #[test]
     fn record_owner_truth_table() {
-        let (base, local, remote) = (
-            [json!(1), json!(1)],
-            [json!(2), json!(1)],
-            [json!(3), json!(1)],
-        );
+        let (base, local, remote) = ([json!(1), json!(1)], [json!(2), json!(1)], [json!(3), json!(1)]);
         let fields = record(&base, &local, &remote, NO_OWNERS);
-        let with = |c| Context {
-            policy: Contention::RecordOwner,
-            remote_vs_local_time: None,
-            created_by: c,
-        };
-        assert_eq!(
-            resolve(&fields, with(Some(Side::Local))).send_back,
-            vec!["a"]
-        );
+        let with = |c| Context { policy: Contention::RecordOwner, remote_vs_local_time: None, created_by: c };
+        assert_eq!(resolve(&fields, with(Some(Side::Local))).send_back, vec!["a"]);
         assert_eq!(resolve(&fields, with(Some(Side::Remote))).write, vec!["a"]);
-        assert_eq!(
-            resolve(&fields, with(None)).conflicts[0].rule,
-            Rule::RecordOwnerUnknown
-        );
+        assert_eq!(resolve(&fields, with(None)).conflicts[0].rule, Rule::RecordOwnerUnknown);
     }
 
     #[test]
     fn the_same_field_changed_on_both_sides_goes_to_its_owner_with_a_conflict() {
-        let (base, local, remote) = (
-            [json!(1), json!(1)],
-            [json!(2), json!(1)],
-            [json!(3), json!(1)],
-        );
+        let (base, local, remote) = ([json!(1), json!(1)], [json!(2), json!(1)], [json!(3), json!(1)]);
         for (owner, winner) in [(Side::Local, Side::Local), (Side::Remote, Side::Remote)] {
             for name in Contention::NAMES {
                 let r = resolve(
@@ -456,36 +336,19 @@ mod tests {
 
     #[test]
     fn merge_settles_a_field_changed_on_both_sides_by_time() {
-        let (base, local, remote) = (
-            [json!(1), json!(1)],
-            [json!(2), json!(7)],
-            [json!(3), json!(1)],
-        );
-        let c = Context {
-            policy: Contention::Merge,
-            remote_vs_local_time: Some(Ordering::Less),
-            created_by: None,
-        };
+        let (base, local, remote) = ([json!(1), json!(1)], [json!(2), json!(7)], [json!(3), json!(1)]);
+        let c = Context { policy: Contention::Merge, remote_vs_local_time: Some(Ordering::Less), created_by: None };
         let r = resolve(&record(&base, &local, &remote, NO_OWNERS), c);
         assert!(r.write.is_empty());
         assert_eq!(r.send_back, vec!["a", "b"]);
         assert_eq!(r.conflicts.len(), 1);
-        assert_eq!(
-            (r.conflicts[0].field.as_str(), r.conflicts[0].rule),
-            ("a", Rule::NewerWins)
-        );
+        assert_eq!((r.conflicts[0].field.as_str(), r.conflicts[0].rule), ("a", Rule::NewerWins));
     }
 
     #[test]
     fn fields_missing_from_the_incoming_record_are_left_alone() {
         let (base, local) = (json!(1), json!(2));
-        let f = [FieldState {
-            name: "a",
-            base: Some(&base),
-            local: &local,
-            remote: None,
-            owner: None,
-        }];
+        let f = [FieldState { name: "a", base: Some(&base), local: &local, remote: None, owner: None }];
         let r = resolve(&f, ctx(Contention::LastWriteWins));
         assert!(r.write.is_empty() && r.send_back.is_empty() && !r.contended);
     }

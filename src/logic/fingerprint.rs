@@ -7,16 +7,19 @@
 
 use super::canonical;
 use serde_json::Value;
-use std::fmt::Write;
 
 /// Length in hex characters of a stored fingerprint (128 bits).
 pub const HEX_LEN: usize = 32;
 
 /// Hashes canonical JSON text into the stored fingerprint form.
 pub fn of_canonical(text: &str) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let hash = blake3::hash(text.as_bytes());
-    let mut hex = hash.to_hex().to_string();
-    hex.truncate(HEX_LEN);
+    let mut hex = String::with_capacity(HEX_LEN);
+    for b in &hash.as_bytes()[..HEX_LEN / 2] {
+        hex.push(DIGITS[(b >> 4) as usize] as char);
+        hex.push(DIGITS[(b & 15) as usize] as char);
+    }
     hex
 }
 
@@ -78,7 +81,7 @@ impl RecordWriter {
 
     pub fn int(&mut self, name: &str, value: i64) {
         self.key(name);
-        let _ = write!(self.buf, "{value}");
+        canonical::push_int(&mut self.buf, value);
     }
 
     /// A number given as text (`numeric`, `float8` output); non-finite values become strings,
@@ -95,6 +98,21 @@ impl RecordWriter {
     pub fn string(&mut self, name: &str, value: &str) {
         self.key(name);
         canonical::write_string(value, &mut self.buf);
+    }
+
+    /// A string already in canonical form (the trigger's own UTC timestamps): written as is,
+    /// without looking for a timestamp in it again.
+    pub fn canonical_string(&mut self, name: &str, value: &str) {
+        self.key(name);
+        canonical::write_json_string(value, &mut self.buf);
+    }
+
+    /// Appends a UTC timestamp (seconds since 1970 plus microseconds) in canonical form.
+    pub fn utc(&mut self, name: &str, secs: i64, micros: i64) {
+        self.key(name);
+        self.buf.push('"');
+        canonical::write_utc(secs, micros, &mut self.buf);
+        self.buf.push('"');
     }
 
     /// A value that is already JSON (a `json`/`jsonb` column).
@@ -145,14 +163,8 @@ mod tests {
         let a = json!({"id": 1, "name": "Ada"});
         let b = json!({"id": 1, "name": "Ada L."});
         assert_ne!(of_record(&a, &NONE), of_record(&b, &NONE));
-        assert_ne!(
-            of_record(&json!({"x": 1}), &NONE),
-            of_record(&json!({"x": "1"}), &NONE)
-        );
-        assert_ne!(
-            of_record(&json!({"x": null}), &NONE),
-            of_record(&json!({}), &NONE)
-        );
+        assert_ne!(of_record(&json!({"x": 1}), &NONE), of_record(&json!({"x": "1"}), &NONE));
+        assert_ne!(of_record(&json!({"x": null}), &NONE), of_record(&json!({}), &NONE));
     }
 
     #[test]
@@ -160,14 +172,8 @@ mod tests {
         let a = json!({"id": 1, "last_synced_at": "2024-01-01T00:00:00Z"});
         let b = json!({"id": 1, "last_synced_at": "2025-06-01T00:00:00Z"});
         assert_ne!(of_record(&a, &NONE), of_record(&b, &NONE));
-        assert_eq!(
-            of_record(&a, &["last_synced_at"]),
-            of_record(&b, &["last_synced_at"])
-        );
-        assert_eq!(
-            of_record(&a, &["last_synced_at"]),
-            of_record(&json!({"id": 1}), &NONE)
-        );
+        assert_eq!(of_record(&a, &["last_synced_at"]), of_record(&b, &["last_synced_at"]));
+        assert_eq!(of_record(&a, &["last_synced_at"]), of_record(&json!({"id": 1}), &NONE));
     }
 
     #[test]
@@ -187,5 +193,18 @@ mod tests {
     #[test]
     fn fingerprints_have_a_fixed_length() {
         assert_eq!(of_record(&json!({}), &NONE).len(), HEX_LEN);
+        let text = "{}";
+        assert_eq!(of_canonical(text), blake3::hash(text.as_bytes()).to_hex()[..HEX_LEN]);
+    }
+
+    #[test]
+    fn the_utc_shortcut_agrees_with_the_string_path() {
+        let mut a = RecordWriter::new();
+        a.begin();
+        a.utc("at", 1_714_564_800, 500_000);
+        let mut b = RecordWriter::new();
+        b.begin();
+        b.string("at", "2024-05-01T14:00:00.5+02:00");
+        assert_eq!(a.finish(), b.finish());
     }
 }

@@ -32,11 +32,7 @@ pub struct SpecError {
 
 impl SpecError {
     pub fn new(kind: ErrorKind, message: impl Into<String>, hint: impl Into<String>) -> Self {
-        Self {
-            kind,
-            message: message.into(),
-            hint: hint.into(),
-        }
+        Self { kind, message: message.into(), hint: hint.into() }
     }
 }
 
@@ -99,15 +95,8 @@ impl Guard {
         Guard::Reflect,
         Guard::Detector,
     ];
-    pub const NAMES: &'static [&'static str] = &[
-        "echo",
-        "fingerprint",
-        "context",
-        "last_touch",
-        "ownership",
-        "reflect",
-        "detector",
-    ];
+    pub const NAMES: &'static [&'static str] =
+        &["echo", "fingerprint", "context", "last_touch", "ownership", "reflect", "detector"];
 
     pub fn name(self) -> &'static str {
         Self::NAMES[self as usize]
@@ -123,10 +112,7 @@ impl Guard {
 
     /// Parses a list of guard names, dropping repeats and keeping the canonical order.
     pub fn parse_list<S: AsRef<str>>(names: &[S]) -> Result<Vec<Self>, SpecError> {
-        let mut guards = names
-            .iter()
-            .map(|n| Self::parse(n.as_ref().trim()))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut guards = names.iter().map(|n| Self::parse(n.as_ref().trim())).collect::<Result<Vec<_>, _>>()?;
         guards.sort();
         guards.dedup();
         Ok(guards)
@@ -238,13 +224,8 @@ pub const LOCAL_TOUCH: &str = "local";
 
 /// Link names travel in the origin flag and in trigger names: short, plain identifiers.
 pub fn validate_link_name(name: &str) -> Result<(), SpecError> {
-    let ok_first = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
-    let ok_rest = name
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    let ok_first = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+    let ok_rest = name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if name.is_empty() || name.len() > 40 || !ok_first || !ok_rest {
         return Err(SpecError::new(
             ErrorKind::InvalidName,
@@ -264,10 +245,11 @@ pub fn validate_link_name(name: &str) -> Result<(), SpecError> {
 
 /// Checks a remote base URL and returns it without a trailing slash.
 pub fn normalize_base_url(url: &str) -> Result<String, SpecError> {
+    let shown = redact_url(url);
     let bad = |why: &str| {
         SpecError::new(
             ErrorKind::InvalidValue,
-            format!("invalid remote_base_url \"{url}\": {why}"),
+            format!("invalid remote_base_url \"{shown}\": {why}"),
             "Give an absolute http:// or https:// URL such as 'https://api.example.com/v1'; put credentials in syncbridge.set_secret, not in the URL.",
         )
     };
@@ -283,9 +265,7 @@ pub fn normalize_base_url(url: &str) -> Result<String, SpecError> {
         return Err(bad("it contains credentials"));
     }
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (host, after) = v6
-            .split_once(']')
-            .ok_or_else(|| bad("the IPv6 address is not closed"))?;
+        let (host, after) = v6.split_once(']').ok_or_else(|| bad("the IPv6 address is not closed"))?;
         (host, after.strip_prefix(':'))
     } else {
         match authority.split_once(':') {
@@ -305,6 +285,17 @@ pub fn normalize_base_url(url: &str) -> Result<String, SpecError> {
     Ok(url.trim_end_matches('/').to_string())
 }
 
+/// The URL with any `user:password@` part replaced by `***@`, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) if !scheme.is_empty() => format!("{scheme}://***{}", &rest[at..]),
+        Some(at) => format!("***{}", &rest[at..]),
+        None => url.to_string(),
+    }
+}
+
 /// A collection is a path below the base URL: `customers`, `v2/accounts`.
 pub fn normalize_collection(collection: &str) -> Result<String, SpecError> {
     let trimmed = collection.trim_matches('/');
@@ -313,9 +304,7 @@ pub fn normalize_collection(collection: &str) -> Result<String, SpecError> {
             !seg.is_empty()
                 && seg != "."
                 && seg != ".."
-                && seg
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.~".contains(c))
+                && seg.chars().all(|c| c.is_ascii_alphanumeric() || "-_.~".contains(c))
         });
     if !ok {
         return Err(SpecError::new(
@@ -341,10 +330,7 @@ pub const EXTRA_SETTINGS: &[(&str, SettingType)] = &[
     ("local_id_field", SettingType::Text),
     ("remote_time_field", SettingType::Text),
     ("local_time_column", SettingType::Text),
-    (
-        "deletes",
-        SettingType::OneOf(&["delete", "soft_delete", "ignore"]),
-    ),
+    ("deletes", SettingType::OneOf(&["delete", "soft_delete", "ignore"])),
     ("soft_delete_column", SettingType::Text),
     ("unknown_fields", SettingType::OneOf(&["ignore", "fail"])),
     ("pull_path", SettingType::Text),
@@ -360,6 +346,7 @@ pub const CORE_SETTINGS: &[&str] = &[
     "remote_base_url",
     "remote_collection",
     "remote_key_field",
+    "track_columns",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -437,10 +424,7 @@ mod tests {
         for name in Contention::NAMES {
             assert!(Contention::parse(name).is_ok(), "{name}");
         }
-        assert_eq!(
-            Contention::parse("system_of_record:remote"),
-            Ok(Contention::SystemOfRecord(Side::Remote))
-        );
+        assert_eq!(Contention::parse("system_of_record:remote"), Ok(Contention::SystemOfRecord(Side::Remote)));
         assert!(Contention::parse("system_of_record").is_err());
     }
 
@@ -466,18 +450,9 @@ mod tests {
 
     #[test]
     fn urls() {
-        assert_eq!(
-            normalize_base_url("https://api.example.com/v1/").unwrap(),
-            "https://api.example.com/v1"
-        );
-        assert_eq!(
-            normalize_base_url("http://127.0.0.1:3000").unwrap(),
-            "http://127.0.0.1:3000"
-        );
-        assert_eq!(
-            normalize_base_url("http://[::1]:8080/x").unwrap(),
-            "http://[::1]:8080/x"
-        );
+        assert_eq!(normalize_base_url("https://api.example.com/v1/").unwrap(), "https://api.example.com/v1");
+        assert_eq!(normalize_base_url("http://127.0.0.1:3000").unwrap(), "http://127.0.0.1:3000");
+        assert_eq!(normalize_base_url("http://[::1]:8080/x").unwrap(), "http://[::1]:8080/x");
         for bad in [
             "ftp://x",
             "api.example.com",
@@ -491,6 +466,14 @@ mod tests {
             let err = normalize_base_url(bad).unwrap_err();
             assert_eq!(err.kind, ErrorKind::InvalidValue, "{bad}");
         }
+    }
+
+    #[test]
+    fn credentials_never_appear_in_errors() {
+        let err = normalize_base_url("https://admin:s3cret@api.example.com/v1").unwrap_err();
+        assert!(!err.message.contains("s3cret") && err.message.contains("***@api.example.com"), "{}", err.message);
+        assert_eq!(redact_url("http://u:p@h:1/x@y"), "http://***@h:1/x@y");
+        assert_eq!(redact_url("http://h/x"), "http://h/x");
     }
 
     #[test]
@@ -511,11 +494,7 @@ mod tests {
         assert!(check_extra_setting("timeout_ms", &json!("5s")).is_err());
         assert!(check_extra_setting("deletes", &json!("soft_delete")).is_ok());
         let err = check_extra_setting("deletes", &json!("purge")).unwrap_err();
-        assert!(
-            err.hint.contains("delete, soft_delete, ignore"),
-            "{}",
-            err.hint
-        );
+        assert!(err.hint.contains("delete, soft_delete, ignore"), "{}", err.hint);
         let err = check_extra_setting("timeout", &json!(1)).unwrap_err();
         assert!(err.message.contains("unknown link setting"));
         assert!(err.hint.contains("timeout_ms"));

@@ -19,6 +19,14 @@ pub enum ValueKind {
     Json,
     /// timestamptz: written as UTC ISO 8601.
     TimestampTz,
+    /// timestamp (without time zone): ISO 8601 with a `T`, as `to_jsonb` writes it.
+    Timestamp,
+    /// date: `YYYY-MM-DD`.
+    Date,
+    /// interval: ISO 8601 duration (`P1Y2M3DT4H5M6.5S`).
+    Interval,
+    /// bytea: `\\x` and hex digits.
+    Bytes,
     /// Anything else: its text output, as a JSON string.
     Text,
 }
@@ -65,32 +73,17 @@ pub struct FieldMap {
 }
 
 impl FieldMap {
-    /// Builds the map for `columns` with identity mapping unless a rule says otherwise.
-    pub fn build(
-        columns: &[Column],
-        rules: &[FieldRule],
-        key_column: &str,
-    ) -> Result<Self, SpecError> {
-        for rule in rules {
-            if !columns.iter().any(|c| c.name == rule.column) {
-                return Err(SpecError::new(
-                    ErrorKind::UndefinedColumn,
-                    format!("column \"{}\" of a field rule does not exist", rule.column),
-                    "Drop the rule with syncbridge.set_field or re-create the column.",
-                ));
-            }
-        }
-        let key = columns
-            .iter()
-            .find(|c| c.name == key_column)
-            .cloned()
-            .ok_or_else(|| {
-                SpecError::new(
-                    ErrorKind::UndefinedColumn,
-                    format!("key column \"{key_column}\" does not exist"),
-                    "Name an existing unique, NOT NULL column as key_column.",
-                )
-            })?;
+    /// Builds the map for `columns` with identity mapping unless a rule says otherwise. A rule
+    /// whose column no longer exists (dropped or renamed since) is left out, so the table stays
+    /// writable; `set_field` refuses to create such rules.
+    pub fn build(columns: &[Column], rules: &[FieldRule], key_column: &str) -> Result<Self, SpecError> {
+        let key = columns.iter().find(|c| c.name == key_column).cloned().ok_or_else(|| {
+            SpecError::new(
+                ErrorKind::UndefinedColumn,
+                format!("key column \"{key_column}\" does not exist"),
+                "Name an existing unique, NOT NULL column as key_column.",
+            )
+        })?;
         let mut fields = Vec::with_capacity(columns.len());
         for col in columns {
             if is_reserved(&col.name) {
@@ -100,9 +93,7 @@ impl FieldMap {
             if rule.is_some_and(|r| !r.synced) {
                 continue;
             }
-            let remote = rule
-                .and_then(|r| r.remote_field.clone())
-                .unwrap_or_else(|| col.name.clone());
+            let remote = rule.and_then(|r| r.remote_field.clone()).unwrap_or_else(|| col.name.clone());
             fields.push(Field {
                 column: col.name.clone(),
                 attnum: col.attnum,
@@ -149,10 +140,7 @@ impl FieldMap {
     }
 
     pub fn by_remote(&self, remote: &str) -> Option<&Field> {
-        self.fields
-            .binary_search_by(|f| f.remote.as_str().cmp(remote))
-            .ok()
-            .map(|i| &self.fields[i])
+        self.fields.binary_search_by(|f| f.remote.as_str().cmp(remote)).ok().map(|i| &self.fields[i])
     }
 }
 
@@ -166,22 +154,11 @@ mod tests {
     use super::*;
 
     fn col(name: &str, attnum: i16) -> Column {
-        Column {
-            name: name.into(),
-            attnum,
-            kind: ValueKind::Text,
-            not_null: false,
-        }
+        Column { name: name.into(), attnum, kind: ValueKind::Text, not_null: false }
     }
 
     fn table() -> Vec<Column> {
-        vec![
-            col("id", 1),
-            col("name", 2),
-            col("email", 3),
-            col(LAST_TOUCH_COLUMN, 4),
-            col(FINGERPRINT_COLUMN, 5),
-        ]
+        vec![col("id", 1), col("name", 2), col("email", 3), col(LAST_TOUCH_COLUMN, 4), col(FINGERPRINT_COLUMN, 5)]
     }
 
     #[test]
@@ -203,24 +180,14 @@ mod tests {
                 synced: true,
                 ..Default::default()
             },
-            FieldRule {
-                column: "email".into(),
-                watched: true,
-                volatile: true,
-                synced: true,
-                ..Default::default()
-            },
+            FieldRule { column: "email".into(), watched: true, volatile: true, synced: true, ..Default::default() },
         ];
         let m = FieldMap::build(&table(), &rules, "id").unwrap();
         let f = m.by_remote("full_name").unwrap();
         assert_eq!((f.column.as_str(), f.owner), ("name", Some(Side::Remote)));
         assert!(m.has_watched());
         assert_eq!(m.fingerprinted().count(), 2);
-        let excluded = vec![FieldRule {
-            column: "email".into(),
-            synced: false,
-            ..Default::default()
-        }];
+        let excluded = vec![FieldRule { column: "email".into(), synced: false, ..Default::default() }];
         let m = FieldMap::build(&table(), &excluded, "id").unwrap();
         assert!(m.by_remote("email").is_none());
     }
@@ -239,19 +206,16 @@ mod tests {
     }
 
     #[test]
-    fn unknown_columns_are_refused() {
+    fn rules_of_vanished_columns_are_left_out_but_an_unknown_key_is_refused() {
         let rules = vec![FieldRule {
             column: "nope".into(),
+            remote_field: Some("x".into()),
             synced: true,
             ..Default::default()
         }];
-        assert_eq!(
-            FieldMap::build(&table(), &rules, "id").unwrap_err().kind,
-            ErrorKind::UndefinedColumn
-        );
-        assert_eq!(
-            FieldMap::build(&table(), &[], "nope").unwrap_err().kind,
-            ErrorKind::UndefinedColumn
-        );
+        let m = FieldMap::build(&table(), &rules, "id").unwrap();
+        assert!(m.by_remote("x").is_none());
+        assert_eq!(m.fields.len(), 3);
+        assert_eq!(FieldMap::build(&table(), &[], "nope").unwrap_err().kind, ErrorKind::UndefinedColumn);
     }
 }

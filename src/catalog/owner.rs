@@ -1,0 +1,45 @@
+//! Acting as the extension's owner for the few internal reads and writes that the capture
+//! triggers make in the session of whatever role edits a linked table.
+
+use pgrx::prelude::*;
+use std::cell::Cell;
+
+thread_local! {
+    static OWNER: Cell<pg_sys::Oid> = const { Cell::new(pg_sys::InvalidOid) };
+}
+
+/// Runs `body` with the user id switched to the owner of the `syncbridge` catalog tables. On
+/// an ERROR inside `body`, the (sub)transaction abort puts the user back.
+pub fn as_extension_owner<R>(body: impl FnOnce() -> R) -> R {
+    let owner = owner();
+    let (mut user, mut ctx) = (pg_sys::InvalidOid, 0);
+    unsafe {
+        pg_sys::GetUserIdAndSecContext(&mut user, &mut ctx);
+        pg_sys::SetUserIdAndSecContext(owner, ctx | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32);
+    }
+    let result = body();
+    unsafe { pg_sys::SetUserIdAndSecContext(user, ctx) };
+    result
+}
+
+fn owner() -> pg_sys::Oid {
+    let cached = OWNER.with(Cell::get);
+    if cached != pg_sys::InvalidOid {
+        return cached;
+    }
+    let owner = Spi::get_one::<pg_sys::Oid>(
+        "SELECT relowner FROM pg_catalog.pg_class WHERE oid = pg_catalog.to_regclass('syncbridge.outbox')",
+    )
+    .ok()
+    .flatten()
+    .unwrap_or_else(|| {
+        crate::error::SyncError::new(
+            pgrx::PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            "pg_syncbridge is not installed in this database, but a capture trigger fired",
+            "CREATE EXTENSION pg_syncbridge, or drop the leftover syncbridge triggers of this table.",
+        )
+        .raise()
+    });
+    OWNER.with(|o| o.set(owner));
+    owner
+}
