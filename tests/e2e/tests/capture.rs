@@ -36,7 +36,10 @@ fn the_origin_flag_never_outlives_its_transaction() {
     let show = |c: &mut postgres::Client| -> String { c.query_one("SHOW syncbridge.origin", &[]).unwrap().get(0) };
 
     // SET LOCAL, then commit.
-    c.batch_execute("BEGIN; SET LOCAL syncbridge.origin = 'crm'; INSERT INTO accounts (id, name) VALUES (1, 'a'); COMMIT;").unwrap();
+    c.batch_execute(
+        "BEGIN; SET LOCAL syncbridge.origin = 'crm'; INSERT INTO accounts (id, name) VALUES (1, 'a'); COMMIT;",
+    )
+    .unwrap();
     assert_eq!(show(&mut c), "");
     // A plain SET inside a transaction block is cleared at commit too.
     c.batch_execute("BEGIN; SET syncbridge.origin = 'crm'; COMMIT;").unwrap();
