@@ -25,7 +25,7 @@ cargo test --lib --quiet logic:: 2>&1 | tee "$log/unit.txt"
 step "in-database tests (cargo pgrx test)"
 pgdata=/tmp/syncbridge-pgtest
 install -d -o postgres -g postgres "$pgdata"
-cargo pgrx test pg15 --runas postgres --pgdata "$pgdata/data" 2>&1 | grep -v '^\s*\(Compiling\|Copying\|Running\|Installing\|Discovered\|Writing\|Finished\|Using\)' | tee "$log/pgtest.txt"
+cargo pgrx test pg15 pg_tests:: --runas postgres --pgdata "$pgdata/data" 2>&1 | grep -v '^\s*\(Compiling\|Copying\|Running\|Installing\|Discovered\|Writing\|Finished\|Using\)' | tee "$log/pgtest.txt"
 
 step "install the release build"
 bash scripts/install.sh

@@ -76,6 +76,12 @@ pub fn with_origin<R>(link: &str, body: impl FnOnce() -> R) -> R {
 
 fn set_local(value: Option<&str>) {
     let value = CString::new(value.unwrap_or("")).expect("link names have no NUL byte");
+    set_internally(&value, pg_sys::GucAction::GUC_ACTION_LOCAL, pgrx::PgLogLevel::ERROR);
+}
+
+/// Sets the flag with superuser context from C, past the permission and transaction-block
+/// checks that apply to users.
+fn set_internally(value: &CStr, action: pg_sys::GucAction::Type, elevel: pgrx::PgLogLevel) {
     INTERNAL_SET.with(|f| f.set(true));
     unsafe {
         pg_sys::set_config_option(
@@ -83,9 +89,9 @@ fn set_local(value: Option<&str>) {
             value.as_ptr(),
             pg_sys::GucContext::PGC_SUSET,
             pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_LOCAL,
+            action,
             true,
-            pgrx::PgLogLevel::ERROR as i32,
+            elevel as i32,
             false,
         );
     }
@@ -135,18 +141,11 @@ unsafe extern "C-unwind" fn check_origin(
 unsafe extern "C-unwind" fn clear_at_commit(event: pg_sys::XactEvent::Type, _arg: *mut c_void) {
     let ending =
         event == pg_sys::XactEvent::XACT_EVENT_PRE_COMMIT || event == pg_sys::XactEvent::XACT_EVENT_PRE_PREPARE;
-    if ending && current().is_some() {
-        INTERNAL_SET.with(|f| f.set(true));
-        pg_sys::set_config_option(
-            NAME.as_ptr(),
-            c"".as_ptr(),
-            pg_sys::GucContext::PGC_SUSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SET,
-            true,
-            pgrx::PgLogLevel::WARNING as i32,
-            false,
-        );
+    if event == pg_sys::XactEvent::XACT_EVENT_ABORT {
+        // An ERROR inside set_internally must not leave the bypass on.
         INTERNAL_SET.with(|f| f.set(false));
+    }
+    if ending && current().is_some() {
+        set_internally(c"", pg_sys::GucAction::GUC_ACTION_SET, pgrx::PgLogLevel::WARNING);
     }
 }
