@@ -88,6 +88,8 @@ impl LinkSpec<'_> {
         }
         if self.track_columns {
             check_tracking_free(&table, self.relid, None)?;
+        } else {
+            check_untracked_allowed(&table)?;
         }
         let guard_names: Vec<String> = guards.iter().map(|g| g.name().to_string()).collect();
         let id = Spi::get_one_with_args::<i64>(
@@ -195,6 +197,7 @@ fn alter(name: &str, settings: Value) -> Result<()> {
         check_tracking_free(&TableInfo::load(relid)?, relid, Some(link.id))?;
     }
     if link.track_columns && !tracking_now {
+        check_untracked_allowed(&TableInfo::load(relid)?)?;
         Spi::run_with_args("SELECT syncbridge._remove_columns($1)", &[link.id.into()])?;
     }
     Spi::run_with_args(
@@ -399,6 +402,19 @@ fn check_remote_key_field(field: &str) -> Result<()> {
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
             "remote_key_field cannot be empty",
             "Name the field that holds the remote record's id, usually 'id'.",
+        ));
+    }
+    Ok(())
+}
+
+/// A link without tracking columns captures through statement triggers on the table, which
+/// do not fire for writes made directly into a partition: such edits would be lost.
+fn check_untracked_allowed(table: &TableInfo) -> Result<()> {
+    if table.relkind == "p" {
+        return Err(SyncError::new(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("\"{}\" is partitioned and needs track_columns", table.display),
+            "Keep track_columns => true: its row trigger reaches every partition, also writes made directly into one.",
         ));
     }
     Ok(())

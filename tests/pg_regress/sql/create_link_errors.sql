@@ -125,4 +125,16 @@ WHERE attname LIKE '\_sync\_%' AND attnum > 0 AND NOT attisdropped
   AND attrelid IN (SELECT oid FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'p'))
 ORDER BY 1, 2;
 
+-- A partitioned table needs tracking columns: statement triggers on the parent do not see
+-- writes made directly into a partition.
+CREATE TABLE parted (id int PRIMARY KEY, v text) PARTITION BY RANGE (id);
+CREATE TABLE parted_1 PARTITION OF parted FOR VALUES FROM (0) TO (100);
+SELECT syncbridge.create_link('parted_link', 'parted', 'https://api.example.com', 'parted', track_columns => false);
+\echo :LAST_ERROR_SQLSTATE
+SELECT syncbridge.create_link('parted_link', 'parted', 'https://api.example.com', 'parted') > 0 AS created;
+SELECT syncbridge.alter_link('parted_link', '{"track_columns": false}');
+\echo :LAST_ERROR_SQLSTATE
+INSERT INTO parted_1 VALUES (1, 'straight into the partition');
+SELECT syncbridge._flush_capture() AS keys_captured;
+
 rollback;
