@@ -6,5 +6,6 @@
 pub mod canonical;
 pub mod contention;
 pub mod fingerprint;
+pub mod guards;
 pub mod link_spec;
 pub mod mapping;
