@@ -7,5 +7,6 @@ pub mod canonical;
 pub mod contention;
 pub mod fingerprint;
 pub mod guards;
+pub mod inbound;
 pub mod link_spec;
 pub mod mapping;
