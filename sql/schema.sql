@@ -105,3 +105,21 @@ SELECT pg_catalog.pg_extension_config_dump('outbox_id_seq', '');
 
 -- Nothing here is for PUBLIC; the capture triggers reach the outbox as SECURITY DEFINER.
 REVOKE ALL ON ALL TABLES IN SCHEMA @extschema@ FROM PUBLIC;
+
+-- One row per contended field of an inbound record: what the base, local and remote values
+-- were, which side won and by which rule (SPEC §3).
+CREATE TABLE _conflict (
+    id         bigserial PRIMARY KEY,
+    at         timestamptz NOT NULL DEFAULT clock_timestamp(),
+    link_id    bigint NOT NULL,
+    local_key  text,
+    remote_key text,
+    field      text NOT NULL,
+    base       jsonb,
+    local      jsonb,
+    remote     jsonb,
+    winner     text NOT NULL CHECK (winner IN ('local', 'remote')),
+    rule       text NOT NULL
+);
+CREATE INDEX _conflict_link_at ON _conflict (link_id, at);
+REVOKE ALL ON _conflict FROM PUBLIC;

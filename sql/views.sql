@@ -35,6 +35,12 @@ FROM @extschema@._event e
 LEFT JOIN @extschema@._link l ON l.id = e.link_id;
 COMMENT ON VIEW events IS 'One row per record and outcome: delivered, ignored (with reason), blocked, failed, conflict, quarantined.';
 
+CREATE VIEW conflicts AS
+SELECT c.id, c.at, l.name AS link, c.local_key, c.remote_key, c.field, c.base, c.local, c.remote, c.winner, c.rule
+FROM @extschema@._conflict c
+LEFT JOIN @extschema@._link l ON l.id = c.link_id;
+COMMENT ON VIEW conflicts IS 'One row per contended field of an inbound record: base, local and remote value, the winner and the rule.';
+
 -- Privileges. Any role may use the schema (the capture triggers run in the editing role's
 -- session and switch to the extension owner for their few internal reads and writes) and call
 -- fingerprint(); it reads nothing else. Managing links is for superusers: the functions
@@ -46,7 +52,8 @@ DECLARE
 BEGIN
     FOR f IN SELECT p.oid::regprocedure FROM pg_proc p
              WHERE p.pronamespace = '@extschema@'::regnamespace
-               AND p.proname IN ('create_link', 'alter_link', 'drop_link', 'pause_link', 'resume_link', 'set_field') LOOP
+               AND p.proname IN ('create_link', 'alter_link', 'drop_link', 'pause_link', 'resume_link', 'set_field',
+                                 'apply_inbound') LOOP
         EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f);
     END LOOP;
 END

@@ -8,6 +8,7 @@
 pub mod capture;
 pub mod catalog;
 pub mod error;
+pub mod inbound;
 pub mod logic;
 pub mod origin;
 mod pg_tests;
@@ -17,6 +18,7 @@ pub mod settings;
 
 pgrx::extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
 pgrx::extension_sql_file!("../sql/capture.sql", name = "capture", requires = ["schema"]);
+pgrx::extension_sql_file!("../sql/inbound.sql", name = "inbound", requires = ["schema"]);
 pgrx::extension_sql_file!("../sql/views.sql", name = "views", finalize);
 
 #[pgrx::pg_guard]

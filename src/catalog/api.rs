@@ -348,7 +348,7 @@ fn fingerprint(record: JsonB, volatile: default!(Vec<String>, "'{}'")) -> String
     crate::logic::fingerprint::of_record(&record.0, &volatile)
 }
 
-fn stored_rules(link_id: i64) -> Result<Vec<FieldRule>> {
+pub(crate) fn stored_rules(link_id: i64) -> Result<Vec<FieldRule>> {
     let rows = Spi::get_one_with_args::<JsonB>(
         "SELECT coalesce(jsonb_agg(to_jsonb(f)), '[]') FROM syncbridge._field f WHERE link_id = $1",
         &[link_id.into()],
@@ -369,7 +369,7 @@ fn stored_rules(link_id: i64) -> Result<Vec<FieldRule>> {
     Ok(rules)
 }
 
-fn columns_of(table: &TableInfo) -> Vec<Column> {
+pub(crate) fn columns_of(table: &TableInfo) -> Vec<Column> {
     table
         .columns
         .iter()

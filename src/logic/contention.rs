@@ -17,6 +17,7 @@
 //! [`Conflict`] records base, local and remote value, the winner and the rule: no edit is
 //! lost silently.
 
+use super::canonical;
 use super::link_spec::{Contention, Side};
 use serde_json::Value;
 use std::cmp::Ordering;
@@ -109,7 +110,7 @@ impl Resolution {
 /// Settles an incoming record against the local row and the base.
 pub fn resolve(fields: &[FieldState<'_>], ctx: Context) -> Resolution {
     let changed = |from: Option<&Value>, to: Option<&Value>| match (from, to) {
-        (Some(b), Some(v)) => b != v,
+        (Some(b), Some(v)) => !same(b, v),
         // Without a base nothing can be told apart: treat the side as unchanged.
         (None, _) | (_, None) => false,
     };
@@ -120,7 +121,7 @@ pub fn resolve(fields: &[FieldState<'_>], ctx: Context) -> Resolution {
 
     for f in fields {
         let Some(remote) = f.remote else { continue };
-        if remote == f.local {
+        if same(remote, f.local) {
             continue;
         }
         let l = changed(f.base, Some(f.local));
@@ -155,6 +156,12 @@ pub fn resolve(fields: &[FieldState<'_>], ctx: Context) -> Resolution {
         }
     }
     out
+}
+
+/// Equal as the other system sees it: `12.5` and `12.50`, or two spellings of one instant,
+/// are the same value.
+fn same(a: &Value, b: &Value) -> bool {
+    a == b || canonical::to_canonical(a) == canonical::to_canonical(b)
 }
 
 /// The winner of one field of a contended record.
@@ -343,6 +350,18 @@ mod tests {
         assert_eq!(r.send_back, vec!["a", "b"]);
         assert_eq!(r.conflicts.len(), 1);
         assert_eq!((r.conflicts[0].field.as_str(), r.conflicts[0].rule), ("a", Rule::NewerWins));
+    }
+
+    #[test]
+    fn values_are_compared_canonically() {
+        let base: Value = serde_json::from_str("12.50").unwrap();
+        let remote: Value = serde_json::from_str("12.5").unwrap();
+        let local = json!(99);
+        let f = [FieldState { name: "balance", base: Some(&base), local: &local, remote: Some(&remote), owner: None }];
+        let r = resolve(&f, ctx(Contention::Merge));
+        assert!(!r.contended, "the remote did not change 12.50");
+        assert!(r.write.is_empty());
+        assert_eq!(r.send_back, vec!["balance"]);
     }
 
     #[test]

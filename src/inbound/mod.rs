@@ -1,0 +1,117 @@
+//! Inbound apply: records from the remote land in the local table — mapped, checked against
+//! the loop guards, settled against local edits, written under the link's origin flag so
+//! capture does not echo them, and recorded (id map, base snapshot, events, conflicts).
+//!
+//! `syncbridge.apply_inbound(link, records)` is the entry point for webhook receivers and
+//! ETL jobs; the worker's pull (issue 4) will call the same code.
+
+mod apply;
+mod subxact;
+
+use crate::catalog::api::{columns_of, stored_rules};
+use crate::catalog::link::LinkRow;
+use crate::catalog::table::TableInfo;
+use crate::error::{OrRaise, SyncError};
+use crate::logic::inbound::{Reading, UnknownFields};
+use crate::logic::link_spec::{Contention, Direction, Guard};
+use crate::logic::mapping::FieldMap;
+use pgrx::prelude::*;
+use pgrx::{JsonB, PgSqlErrorCode};
+use serde_json::Value;
+
+/// One result row: remote key, local key, status, reason.
+pub type Row = (Option<String>, Option<String>, String, Option<String>);
+
+/// Applies a JSON array of remote records to the link's table; one row out per record in.
+/// A record that cannot be applied fails alone, with its reason; input that is not a JSON
+/// array of objects is refused whole.
+#[pg_extern(volatile)]
+#[allow(clippy::type_complexity)]
+fn apply_inbound(
+    link: &str,
+    records: JsonB,
+) -> TableIterator<
+    'static,
+    (
+        name!(remote_key, Option<String>),
+        name!(local_key, Option<String>),
+        name!(status, String),
+        name!(reason, Option<String>),
+    ),
+> {
+    if !unsafe { pg_sys::superuser() } {
+        SyncError::new(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            "permission denied for syncbridge.apply_inbound",
+            "Applying inbound records needs a superuser for now.",
+        )
+        .raise();
+    }
+    let batch = Batch::prepare(link, records.0).or_raise();
+    let rows: Vec<Row> = batch.records.iter().map(|rec| batch.apply(rec)).collect();
+    TableIterator::new(rows)
+}
+
+/// A link ready to receive, and the records of one call.
+pub struct Batch {
+    link: LinkRow,
+    map: FieldMap,
+    guards: Vec<Guard>,
+    contention: Contention,
+    records: Vec<Value>,
+}
+
+impl Batch {
+    fn prepare(name: &str, records: Value) -> Result<Self, SyncError> {
+        let link = LinkRow::load_for_update(name)?;
+        if !Direction::parse(&link.direction)?.receives() {
+            return Err(SyncError::new(
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!("link \"{name}\" does not receive records (direction {})", link.direction),
+                format!("Set its direction to 'inbound' or 'both': SELECT syncbridge.alter_link('{name}', '{{\"direction\": \"both\"}}');"),
+            ));
+        }
+        if link.paused {
+            return Err(SyncError::new(
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!("link \"{name}\" is paused"),
+                format!("Resume it first: SELECT syncbridge.resume_link('{name}');"),
+            ));
+        }
+        let records = match records {
+            Value::Array(items) if items.iter().all(Value::is_object) => items,
+            other => {
+                let got = match &other {
+                    Value::Array(_) => "an array with an element that is not an object",
+                    Value::Object(_) => "an object",
+                    _ => "not an array",
+                };
+                return Err(SyncError::new(
+                    PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                    format!("records must be a JSON array of objects, got {got}"),
+                    "Pass '[{\"id\": ..., ...}, ...]'; nothing was applied.",
+                ));
+            }
+        };
+        let table = TableInfo::load(link.relid())?;
+        let map = FieldMap::build(&columns_of(&table), &stored_rules(link.id)?, &link.key_column)?;
+        Ok(Self {
+            guards: Guard::parse_list(&link.loop_guards)?,
+            contention: Contention::parse(&link.contention)?,
+            link,
+            map,
+            records,
+        })
+    }
+
+    fn reading(&self) -> Reading<'_> {
+        Reading {
+            remote_key_field: &self.link.remote_key_field,
+            local_id_field: self.link.settings.get("local_id_field").and_then(Value::as_str),
+            unknown: match self.link.settings.get("unknown_fields").and_then(Value::as_str) {
+                Some("fail") => UnknownFields::Fail,
+                _ => UnknownFields::Ignore,
+            },
+        }
+    }
+}
