@@ -69,3 +69,31 @@ $$;
 
 REVOKE ALL ON FUNCTION _row_json(regclass, name, text), _write_row(regclass, name, text, jsonb),
                        _misfit_field(regclass, jsonb) FROM PUBLIC;
+
+-- Deletes arriving from the remote: the row itself, or a soft-delete mark (true for a boolean
+-- column, now() for a time column).
+CREATE FUNCTION _delete_row(p_table regclass, p_key_column name, p_key text) RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    EXECUTE format('DELETE FROM %s t WHERE t.%I = CAST($1 AS %s)',
+                   p_table, p_key_column, @extschema@._column_type(p_table, p_key_column)) USING p_key;
+END
+$$;
+
+CREATE FUNCTION _soft_delete(p_table regclass, p_key_column name, p_key text, p_column name) RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    coltype text := @extschema@._column_type(p_table, p_column);
+BEGIN
+    IF coltype IS NULL THEN
+        RAISE EXCEPTION 'soft_delete_column "%" does not exist in %', p_column, p_table
+            USING ERRCODE = 'undefined_column',
+                  HINT = 'Add the column, or set another with syncbridge.alter_link(..., ''{"soft_delete_column": ...}'').';
+    END IF;
+    EXECUTE format('UPDATE %s t SET %I = %s WHERE t.%I = CAST($1 AS %s)',
+                   p_table, p_column, CASE WHEN coltype = 'boolean' THEN 'true' ELSE 'now()' END,
+                   p_key_column, @extschema@._column_type(p_table, p_key_column)) USING p_key;
+END
+$$;
+
+REVOKE ALL ON FUNCTION _delete_row(regclass, name, text), _soft_delete(regclass, name, text, name) FROM PUBLIC;

@@ -58,6 +58,9 @@ impl Batch {
 
         let volatile: Vec<&str> = self.map.fields.iter().filter(|f| f.volatile).map(|f| f.remote.as_str()).collect();
         let fp = fingerprint::of_record(&Value::Object(inc.fields.clone()), &volatile);
+        if inc.deleted {
+            return self.apply_delete(inc, local_key, &fp);
+        }
         let last_status = state["in_status"].as_str().and_then(LastStatus::parse);
         if self.guards.contains(&Guard::Fingerprint)
             && state["in_fingerprint"].as_str() == Some(fp.as_str())
@@ -100,7 +103,11 @@ impl Batch {
                     owner: f.owner,
                 })
                 .collect();
-            contention::resolve(&fields, Context { policy: self.contention, remote_vs_local_time: None, created_by })
+            let local_time = self
+                .setting("local_time_column")
+                .and_then(|col| local_row.as_ref()?.get(col)?.as_str().and_then(canonical::instant));
+            let remote_vs_local_time = inc.modified.zip(local_time).map(|(r, l)| r.cmp(&l));
+            contention::resolve(&fields, Context { policy: self.contention, remote_vs_local_time, created_by })
         });
         let write: Vec<&str> = match &resolution {
             Some(r) => r.write.iter().map(String::as_str).collect(),
@@ -160,6 +167,52 @@ impl Batch {
         self.remember(&new_key, inc, Some(base), &fp, status);
         self.event(Some(&new_key), Some(&inc.remote_key), status, reason.as_deref(), Some(&fp));
         Outcome { local_key: Some(new_key), status, reason }
+    }
+
+    /// A tombstone: delete the row, mark it deleted, or ignore it, as the link's `deletes`
+    /// setting says (default `delete`).
+    fn apply_delete(&self, inc: &Incoming, local_key: Option<String>, fp: &str) -> Outcome {
+        let policy = self.setting("deletes").unwrap_or("delete");
+        let (status, reason) = match (&local_key, policy) {
+            (None, _) => ("ignored", "already absent locally"),
+            (Some(_), "ignore") => ("ignored", "deletes are ignored on this link"),
+            (Some(key), "soft_delete") => {
+                let column = self.setting("soft_delete_column").unwrap_or_else(|| {
+                    error!("link \"{}\" soft-deletes but has no soft_delete_column", self.link.name)
+                });
+                origin::with_origin(&self.link.name, || {
+                    Spi::run_with_args(
+                        "SELECT syncbridge._soft_delete($1::regclass, $2, $3, $4)",
+                        &[
+                            self.link.relid().into(),
+                            self.link.key_column.as_str().into(),
+                            key.as_str().into(),
+                            column.into(),
+                        ],
+                    )
+                    .or_raise()
+                });
+                self.remember(key, inc, None, fp, "delivered");
+                ("delivered", "soft-deleted")
+            }
+            (Some(key), _) => {
+                origin::with_origin(&self.link.name, || {
+                    Spi::run_with_args(
+                        "SELECT syncbridge._delete_row($1::regclass, $2, $3)",
+                        &[self.link.relid().into(), self.link.key_column.as_str().into(), key.as_str().into()],
+                    )
+                    .or_raise()
+                });
+                Spi::run_with_args(
+                    "DELETE FROM syncbridge._record WHERE link_id = $1 AND local_key = $2",
+                    &[self.link.id.into(), key.as_str().into()],
+                )
+                .or_raise();
+                ("delivered", "deleted")
+            }
+        };
+        self.event(local_key.as_deref(), Some(&inc.remote_key), status, Some(reason), Some(fp));
+        Outcome { local_key, status, reason: Some(reason.into()) }
     }
 
     /// The local row with this key as jsonb (local column names).

@@ -112,6 +112,12 @@ impl Batch {
                 Some("fail") => UnknownFields::Fail,
                 _ => UnknownFields::Ignore,
             },
+            tombstone_field: self.setting("tombstone_field").unwrap_or("_deleted"),
+            time_field: self.setting("remote_time_field"),
         }
+    }
+
+    pub(crate) fn setting(&self, name: &str) -> Option<&str> {
+        self.link.settings.get(name).and_then(Value::as_str)
     }
 }

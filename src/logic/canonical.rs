@@ -156,6 +156,12 @@ pub fn canonical_number(text: &str) -> Option<String> {
 /// ISO 8601 and PostgreSQL's own output do. `None` for anything else, including timestamps
 /// without an offset (they name no instant, so they are compared as written).
 pub fn canonical_timestamp(s: &str) -> Option<String> {
+    instant(s).map(|(secs, micros)| format_utc(secs, micros))
+}
+
+/// The instant a timestamp with a UTC offset names, as seconds since 1970-01-01 UTC and
+/// microseconds; `None` for anything else (see [`canonical_timestamp`]).
+pub fn instant(s: &str) -> Option<(i64, i64)> {
     let b = s.as_bytes();
     if b.len() < 20 || b.len() > 40 {
         return None;
@@ -227,7 +233,7 @@ pub fn canonical_timestamp(s: &str) -> Option<String> {
     };
     let days = days_from_civil(year, month, day);
     let total = days * 86_400 + hour * 3600 + minute * 60 + second - offset_secs;
-    Some(format_utc(total, micros))
+    Some((total, micros))
 }
 
 /// Formats seconds since 1970-01-01 UTC (plus microseconds) as canonical UTC text.
@@ -439,6 +445,14 @@ mod tests {
         ] {
             assert_eq!(canonical_timestamp(input).as_deref(), Some(want), "input {input}");
         }
+    }
+
+    #[test]
+    fn instants_order_across_offsets_and_fractions() {
+        let a = instant("2024-01-01T10:00:00.5+02:00").unwrap();
+        let b = instant("2024-01-01 08:00:00Z").unwrap();
+        assert!(a > b, "half a second later");
+        assert_eq!(instant("2024-01-01T08:00:00.5Z"), Some(a));
     }
 
     #[test]

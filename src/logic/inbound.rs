@@ -15,6 +15,10 @@ pub struct Incoming {
     pub fields: Map<String, Value>,
     /// The local id the remote stored for this record (`local_id_field`), if any.
     pub local_id: Option<String>,
+    /// A tombstone: the record was deleted remotely (`tombstone_field` is true).
+    pub deleted: bool,
+    /// The remote modification time (`remote_time_field`), as an instant, when given.
+    pub modified: Option<(i64, i64)>,
 }
 
 /// What to do with fields the link does not map.
@@ -30,6 +34,10 @@ pub struct Reading<'a> {
     pub remote_key_field: &'a str,
     pub local_id_field: Option<&'a str>,
     pub unknown: UnknownFields,
+    /// The field that marks a tombstone (`{"id": ..., "_deleted": true}`).
+    pub tombstone_field: &'a str,
+    /// The field that carries the remote modification time (`newer_wins`).
+    pub time_field: Option<&'a str>,
 }
 
 /// Checks and maps one record. The remote key field travels into a column only when a field
@@ -48,19 +56,31 @@ pub fn read(record: &Value, map: &FieldMap, how: Reading<'_>) -> Result<Incoming
     };
     let mut fields = Map::new();
     for (name, value) in obj {
-        let mapped = map.by_remote(name).filter(|f| name != key_field || f.column != f.remote);
+        let mapped = map.by_remote(name).filter(|f| name != key_field || f.explicit_remote);
         match mapped {
             Some(_) => {
                 fields.insert(name.clone(), value.clone());
             }
-            None if name == key_field || Some(name.as_str()) == how.local_id_field => {}
+            None if name == key_field
+                || Some(name.as_str()) == how.local_id_field
+                || name == how.tombstone_field
+                || Some(name.as_str()) == how.time_field => {}
             None if how.unknown == UnknownFields::Fail => {
                 return Err(format!("unknown field \"{name}\""));
             }
             None => {}
         }
     }
-    Ok(Incoming { remote_key, fields, local_id })
+    let deleted = obj.get(how.tombstone_field) == Some(&Value::Bool(true));
+    let modified = match how.time_field.and_then(|f| obj.get(f).map(|v| (f, v))) {
+        None | Some((_, Value::Null)) => None,
+        Some((f, v)) => Some(
+            v.as_str()
+                .and_then(canonical::instant)
+                .ok_or_else(|| format!("time field \"{f}\" is not a timestamp with a time zone"))?,
+        ),
+    };
+    Ok(Incoming { remote_key, fields, local_id, deleted, modified })
 }
 
 /// A key value as text: strings as they are, numbers in canonical form.
@@ -89,8 +109,13 @@ mod tests {
         FieldMap::build(&cols, rules, "id").unwrap()
     }
 
-    const HOW: Reading<'static> =
-        Reading { remote_key_field: "id", local_id_field: None, unknown: UnknownFields::Ignore };
+    const HOW: Reading<'static> = Reading {
+        remote_key_field: "id",
+        local_id_field: None,
+        unknown: UnknownFields::Ignore,
+        tombstone_field: "_deleted",
+        time_field: None,
+    };
 
     #[test]
     fn maps_known_fields_and_keeps_the_remote_id_out_of_local_columns() {
@@ -115,6 +140,14 @@ mod tests {
     }
 
     #[test]
+    fn an_explicit_identity_rule_makes_the_remote_id_the_local_id() {
+        let rules =
+            [FieldRule { column: "id".into(), remote_field: Some("id".into()), synced: true, ..Default::default() }];
+        let got = read(&json!({"id": "a", "name": "A"}), &map(&rules), HOW).unwrap();
+        assert_eq!(Value::Object(got.fields), json!({"id": "a", "name": "A"}));
+    }
+
+    #[test]
     fn bad_keys_fail_with_a_reason_naming_the_field() {
         let m = map(&[]);
         assert_eq!(read(&json!({"name": "x"}), &m, HOW).unwrap_err(), "key field \"id\" is missing");
@@ -131,6 +164,19 @@ mod tests {
         let strict = Reading { unknown: UnknownFields::Fail, ..HOW };
         assert_eq!(read(&json!({"id": 1, "nickname": "x"}), &m, strict).unwrap_err(), "unknown field \"nickname\"");
         assert!(read(&json!({"id": 1, "nickname": "x"}), &m, HOW).is_ok());
+    }
+
+    #[test]
+    fn tombstones_and_times_are_read_and_not_mapped() {
+        let how = Reading { time_field: Some("updated_at"), unknown: UnknownFields::Fail, ..HOW };
+        let got = read(&json!({"id": 1, "_deleted": true, "updated_at": "2024-01-01T10:00:00+02:00"}), &map(&[]), how)
+            .unwrap();
+        assert!(got.deleted);
+        assert_eq!(got.modified, canonical::instant("2024-01-01T08:00:00Z"));
+        assert!(got.fields.is_empty());
+        assert!(!read(&json!({"id": 1, "_deleted": false}), &map(&[]), how).unwrap().deleted);
+        let err = read(&json!({"id": 1, "updated_at": "yesterday"}), &map(&[]), how).unwrap_err();
+        assert_eq!(err, "time field \"updated_at\" is not a timestamp with a time zone");
     }
 
     #[test]

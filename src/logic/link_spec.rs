@@ -332,6 +332,7 @@ pub const EXTRA_SETTINGS: &[(&str, SettingType)] = &[
     ("local_time_column", SettingType::Text),
     ("deletes", SettingType::OneOf(&["delete", "soft_delete", "ignore"])),
     ("soft_delete_column", SettingType::Text),
+    ("tombstone_field", SettingType::Text),
     ("unknown_fields", SettingType::OneOf(&["ignore", "fail"])),
     ("pull_path", SettingType::Text),
     ("cursor_param", SettingType::Text),

@@ -61,6 +61,8 @@ pub struct Field {
     pub owner: Option<Side>,
     pub watched: bool,
     pub volatile: bool,
+    /// The remote name was given by a rule, not taken from the column.
+    pub explicit_remote: bool,
 }
 
 /// The fields of a link, sorted by remote name so records can be written canonically in one
@@ -94,6 +96,7 @@ impl FieldMap {
                 continue;
             }
             let remote = rule.and_then(|r| r.remote_field.clone()).unwrap_or_else(|| col.name.clone());
+            let explicit_remote = rule.is_some_and(|r| r.remote_field.is_some());
             fields.push(Field {
                 column: col.name.clone(),
                 attnum: col.attnum,
@@ -102,6 +105,7 @@ impl FieldMap {
                 owner: rule.and_then(|r| r.owner),
                 watched: rule.is_some_and(|r| r.watched),
                 volatile: rule.is_some_and(|r| r.volatile),
+                explicit_remote,
             });
         }
         fields.sort_by(|a, b| a.remote.cmp(&b.remote));
