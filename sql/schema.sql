@@ -65,16 +65,19 @@ CREATE TABLE _kept_record (
 );
 
 -- The outbox: pending outbound changes, written by the capture triggers in the same
--- transaction as the edit. One row per statement and operation carries the keys of the rows
+-- transaction as the edit ('upsert', 'delete'), and by inbound apply ('reflect': fields the
+-- local write changed, sent back once; 'writeback': the new local id, for the remote). One row per statement and operation carries the keys of the rows
 -- it touched; delivery reads each row's current state, so several edits of one record
 -- coalesce. Only one index (no separate primary key): this table is on every write's path.
 CREATE TABLE outbox (
     id          bigserial NOT NULL,
     link_id     bigint NOT NULL,
-    op          text NOT NULL CHECK (op IN ('upsert', 'delete')),
+    op          text NOT NULL CHECK (op IN ('upsert', 'delete', 'reflect', 'writeback')),
     keys        text[] NOT NULL,
     origin      text,
-    enqueued_at timestamptz NOT NULL DEFAULT now()
+    enqueued_at timestamptz NOT NULL DEFAULT now(),
+    -- 'reflect': the remote fields to send back (what the local write added or changed).
+    fields      text[]
 );
 CREATE UNIQUE INDEX outbox_link_id ON outbox (link_id, id);
 

@@ -2,7 +2,7 @@
 //! its catalog): no parser, planner or executor per commit. The capture path is on every
 //! write of a linked table, so this is where its cost is counted.
 //!
-//! The outbox's columns are ours and fixed: id, link_id, op, keys, origin, enqueued_at.
+//! The outbox's columns are ours and fixed: id, link_id, op, keys, origin, enqueued_at, fields.
 
 use pgrx::prelude::*;
 use pgrx::IntoDatum;
@@ -15,6 +15,10 @@ pub const KEYS_PER_ROW: usize = 1000;
 pub enum Op {
     Upsert,
     Delete,
+    /// Send back the listed fields the local write added or changed (`reflect` guard).
+    Reflect,
+    /// Send the new local id to the remote (`local_id_field`).
+    Writeback,
 }
 
 impl Op {
@@ -22,6 +26,8 @@ impl Op {
         match self {
             Op::Upsert => "upsert",
             Op::Delete => "delete",
+            Op::Reflect => "reflect",
+            Op::Writeback => "writeback",
         }
     }
 }
@@ -29,18 +35,24 @@ impl Op {
 /// Inserts `keys` for `link_id` into the outbox, in the caller's transaction. Writes below
 /// the SQL layer, so no privilege on `syncbridge` is needed by the editing role.
 pub fn enqueue(link_id: i64, op: Op, keys: &[String], origin: Option<&str>) {
+    enqueue_with_fields(link_id, op, keys, origin, None)
+}
+
+/// Like [`enqueue`], with the list of fields an outbox row is about (`Op::Reflect`).
+pub fn enqueue_with_fields(link_id: i64, op: Op, keys: &[String], origin: Option<&str>, fields: Option<&[String]>) {
     if keys.is_empty() {
         return;
     }
     unsafe {
         let (table, seq) = outbox_oids();
         let rel = pg_sys::table_open(table, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
-        if (*(*rel).rd_att).natts != 6 {
+        if (*(*rel).rd_att).natts != 7 {
             error!("pg_syncbridge: syncbridge.outbox does not have the columns this version writes; reinstall the extension");
         }
         let op_datum = op.as_str().into_datum().expect("text datum");
         let origin_datum = origin.and_then(|o| o.into_datum());
         let now = pg_sys::Datum::from(pg_sys::GetCurrentTransactionStartTimestamp());
+        let fields_datum = fields.and_then(|f| f.iter().map(String::as_str).collect::<Vec<_>>().into_datum());
         // nextval() checks privileges on the sequence: take the ids as the outbox's owner.
         let (mut user, mut ctx) = (pg_sys::InvalidOid, 0);
         pg_sys::GetUserIdAndSecContext(&mut user, &mut ctx);
@@ -56,8 +68,9 @@ pub fn enqueue(link_id: i64, op: Op, keys: &[String], origin: Option<&str>) {
                 array,
                 origin_datum.unwrap_or(pg_sys::Datum::from(0)),
                 now,
+                fields_datum.unwrap_or(pg_sys::Datum::from(0)),
             ];
-            let mut nulls = [false, false, false, false, origin_datum.is_none(), false];
+            let mut nulls = [false, false, false, false, origin_datum.is_none(), false, fields_datum.is_none()];
             let tuple = pg_sys::heap_form_tuple((*rel).rd_att, values.as_mut_ptr(), nulls.as_mut_ptr());
             pg_sys::CatalogTupleInsert(rel, tuple);
             pg_sys::heap_freetuple(tuple);

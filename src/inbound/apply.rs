@@ -2,6 +2,7 @@
 //! conflicts.
 
 use super::{subxact, Batch, Row};
+use crate::capture::enqueue::{enqueue, enqueue_with_fields, Op};
 use crate::error::{spi_opt, OrRaise};
 use crate::logic::canonical;
 use crate::logic::contention::{self, Context, FieldState};
@@ -164,6 +165,7 @@ impl Batch {
             .or_raise();
         }
         let base = self.to_remote_names(stored.as_object().expect("a stored row is an object"));
+        self.reflect_and_write_back(inc, &new_key, &base, local.is_none());
         self.remember(&new_key, inc, Some(base), &fp, status);
         self.event(Some(&new_key), Some(&inc.remote_key), status, reason.as_deref(), Some(&fp));
         Outcome { local_key: Some(new_key), status, reason }
@@ -228,9 +230,39 @@ impl Batch {
         })
     }
 
+    /// After a write: queue the fields the local side added or changed (defaults, generated
+    /// values, the table's own triggers) to go back once (`reflect` guard), and, for a row this
+    /// record created, the new local id for the remote (`local_id_field`).
+    fn reflect_and_write_back(&self, inc: &Incoming, key: &str, stored: &Map<String, Value>, created: bool) {
+        let keys = [key.to_string()];
+        if self.guards.contains(&Guard::Reflect) {
+            let differing: Vec<String> = stored
+                .iter()
+                .filter(|(name, value)| match inc.fields.get(*name) {
+                    Some(sent) => canonical::to_canonical(sent) != canonical::to_canonical(value),
+                    None => created && !value.is_null(),
+                })
+                .map(|(name, _)| name.clone())
+                .collect();
+            if !differing.is_empty() {
+                enqueue_with_fields(self.link.id, Op::Reflect, &keys, Some(&self.link.name), Some(&differing));
+            }
+        }
+        if created && self.setting("local_id_field").is_some() {
+            enqueue(self.link.id, Op::Writeback, &keys, Some(&self.link.name));
+        }
+    }
+
     /// A local row's synced fields under their remote names.
+    /// The local key column is left out when its remote name is the remote key field, unless
+    /// a rule maps it there: a local id is not the remote's id.
     fn to_remote_names(&self, row: &Map<String, Value>) -> Map<String, Value> {
-        self.map.fields.iter().map(|f| (f.remote.clone(), row.get(&f.column).cloned().unwrap_or(Value::Null))).collect()
+        self.map
+            .fields
+            .iter()
+            .filter(|f| f.remote != self.link.remote_key_field || f.explicit_remote)
+            .map(|f| (f.remote.clone(), row.get(&f.column).cloned().unwrap_or(Value::Null)))
+            .collect()
     }
 
     /// Pairs the keys and stores what was received (and, after a write, the new base).
