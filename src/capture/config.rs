@@ -25,6 +25,8 @@ pub struct CapturedField {
     pub codec: Codec,
     pub volatile: bool,
     pub watched: bool,
+    /// Owned by the remote (`set_field(..., owner => 'remote')`).
+    pub remote_owned: bool,
 }
 
 pub struct CaptureConfig {
@@ -33,6 +35,9 @@ pub struct CaptureConfig {
     pub relid: pg_sys::Oid,
     /// The `context` guard: writes under this link's own origin flag are not enqueued.
     pub context_guard: bool,
+    /// The `ownership` guard: a write under this link's flag that changed only fields the
+    /// remote owns is not enqueued.
+    pub ownership_guard: bool,
     pub key: Codec,
     /// Sorted by remote name.
     pub fields: Vec<CapturedField>,
@@ -153,6 +158,7 @@ fn load(link_id: i64, rel: pg_sys::Relation) -> Result<CaptureConfig, SyncError>
         name: stored.name,
         relid,
         context_guard: guards.contains(&Guard::Context),
+        ownership_guard: guards.contains(&Guard::Ownership),
         key: codec(map.key.attnum),
         has_watched: map.has_watched(),
         fields: map
@@ -163,6 +169,7 @@ fn load(link_id: i64, rel: pg_sys::Relation) -> Result<CaptureConfig, SyncError>
                 codec: codec(f.attnum),
                 volatile: f.volatile,
                 watched: f.watched,
+                remote_owned: f.owner == Some(crate::logic::link_spec::Side::Remote),
             })
             .collect(),
         tracking,

@@ -40,7 +40,8 @@ pub unsafe extern "C-unwind" fn syncbridge_capture_row(fcinfo: pg_sys::FunctionC
     let cfg = config::get(trigger::link_id(td, FUNC), td.tg_relation);
     let desc = (*td.tg_relation).rd_att;
     let origin = origin::current();
-    let enqueue = !(cfg.context_guard && origin == Some(cfg.name.as_str()));
+    let own_write = origin == Some(cfg.name.as_str());
+    let mut enqueue = !(cfg.context_guard && own_write);
     let op = trigger::operation(td);
 
     if op == pg_sys::TRIGGER_EVENT_DELETE {
@@ -62,6 +63,9 @@ pub unsafe extern "C-unwind" fn syncbridge_capture_row(fcinfo: pg_sys::FunctionC
         write_fields(&cfg, &mut w, new, desc, |f| !f.volatile);
         fingerprint::of_canonical(w.finish())
     });
+    if enqueue && own_write && cfg.ownership_guard && only_remote_owned_changed(&cfg, old, new, desc) {
+        enqueue = false;
+    }
     if enqueue {
         let new_key = key_of(&cfg, new, desc);
         match old {
@@ -112,6 +116,28 @@ unsafe fn changed(
     write_fields(cfg, &mut before, old, desc, |f| f.watched);
     write_fields(cfg, &mut after, new, desc, |f| f.watched);
     before.finish() != after.finish()
+}
+
+/// The `ownership` guard's question for a write under the link's own flag: did it change
+/// only fields the remote owns? (An insert "changes" every field.)
+unsafe fn only_remote_owned_changed(
+    cfg: &CaptureConfig,
+    old: Option<pg_sys::HeapTuple>,
+    new: pg_sys::HeapTuple,
+    desc: pg_sys::TupleDesc,
+) -> bool {
+    let text = |tuple: pg_sys::HeapTuple, f: &config::CapturedField| {
+        let mut w = RecordWriter::new();
+        w.begin();
+        let mut isnull = false;
+        let datum = pg_sys::heap_getattr(tuple, f.codec.attnum as i32, desc, &mut isnull);
+        f.codec.write(&mut w, &f.remote, datum, isnull);
+        w.finish().to_string()
+    };
+    cfg.fields
+        .iter()
+        .filter(|f| !f.volatile)
+        .all(|f| f.remote_owned || old.is_some_and(|old| text(old, f) == text(new, f)))
 }
 
 unsafe fn write_fields(
