@@ -55,7 +55,7 @@ fi
 
 # pg_regress runs as postgres: give it a copy of the inputs it can read for sure, and an
 # output directory it owns.
-input=$(mktemp -d /tmp/syncbridge-regress-in.XXXXXX)
+input=$(mktemp -d --tmpdir=/tmp)
 cleanup() {
   rm -rf "$input"
   if [ -n "$own_cluster" ]; then scripts/cluster.sh stop "$dir" || true; fi

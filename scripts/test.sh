@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 export CARGO_TERM_COLOR=never
-log=$(mktemp -d /tmp/syncbridge-test-log.XXXXXX)
+log=$(mktemp -d --tmpdir=/tmp)
 chmod 755 "$log"
 
 step() { printf '\n==> %s\n' "$*"; }

@@ -54,13 +54,13 @@ pub fn enqueue_with_fields(link_id: i64, op: Op, keys: &[String], origin: Option
         let now = pg_sys::Datum::from(pg_sys::GetCurrentTransactionStartTimestamp());
         let fields_datum = fields.and_then(|f| f.iter().map(String::as_str).collect::<Vec<_>>().into_datum());
         // nextval() checks privileges on the sequence: take the ids as the outbox's owner.
-        let (mut user, mut ctx) = (pg_sys::InvalidOid, 0);
-        pg_sys::GetUserIdAndSecContext(&mut user, &mut ctx);
-        pg_sys::SetUserIdAndSecContext((*(*rel).rd_rel).relowner, ctx | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32);
+        let owner = (*(*rel).rd_rel).relowner;
         for chunk in keys.chunks(KEYS_PER_ROW) {
             let array = chunk.iter().map(String::as_str).collect::<Vec<_>>().into_datum().expect("text[] datum");
-            let id = pgrx::direct_function_call::<i64>(pg_sys::nextval_oid, &[seq.into_datum()])
-                .expect("nextval gives a value");
+            let id = crate::catalog::owner::as_user(owner, || {
+                pgrx::direct_function_call::<i64>(pg_sys::nextval_oid, &[seq.into_datum()])
+                    .expect("nextval gives a value")
+            });
             let mut values = [
                 pg_sys::Datum::from(id),
                 pg_sys::Datum::from(link_id),
@@ -75,8 +75,6 @@ pub fn enqueue_with_fields(link_id: i64, op: Op, keys: &[String], origin: Option
             pg_sys::CatalogTupleInsert(rel, tuple);
             pg_sys::heap_freetuple(tuple);
         }
-        // On an ERROR above, the transaction abort restores the user.
-        pg_sys::SetUserIdAndSecContext(user, ctx);
         pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
     }
 }

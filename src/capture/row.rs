@@ -23,12 +23,7 @@ thread_local! {
     static WRITER: RefCell<RecordWriter> = RefCell::new(RecordWriter::new());
 }
 
-#[unsafe(no_mangle)]
-#[doc(hidden)]
-pub extern "C" fn pg_finfo_syncbridge_capture_row() -> &'static pg_sys::Pg_finfo_record {
-    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
-    &V1
-}
+crate::capture::trigger::finfo_v1!(pg_finfo_syncbridge_capture_row);
 
 /// # Safety
 /// Called by PostgreSQL as a trigger function.

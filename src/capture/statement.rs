@@ -20,12 +20,7 @@ use crate::origin;
 use pgrx::prelude::*;
 use std::collections::HashMap;
 
-#[unsafe(no_mangle)]
-#[doc(hidden)]
-pub extern "C" fn pg_finfo_syncbridge_capture_statement() -> &'static pg_sys::Pg_finfo_record {
-    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
-    &V1
-}
+crate::capture::trigger::finfo_v1!(pg_finfo_syncbridge_capture_statement);
 
 /// # Safety
 /// Called by PostgreSQL as a trigger function.

@@ -5,6 +5,20 @@ use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
 use std::ffi::CStr;
 
+/// Declares the `PG_FUNCTION_INFO_V1` record PostgreSQL looks up for a C function that is
+/// written without a pgrx wrapper.
+macro_rules! finfo_v1 {
+    ($name:ident) => {
+        #[unsafe(no_mangle)]
+        #[doc(hidden)]
+        pub extern "C" fn $name() -> &'static pgrx::pg_sys::Pg_finfo_record {
+            const V1: pgrx::pg_sys::Pg_finfo_record = pgrx::pg_sys::Pg_finfo_record { api_version: 1 };
+            &V1
+        }
+    };
+}
+pub(crate) use finfo_v1;
+
 /// The trigger data of a call, after checking that it was called as the expected trigger.
 ///
 /// # Safety

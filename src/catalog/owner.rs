@@ -11,14 +11,19 @@ thread_local! {
 /// Runs `body` with the user id switched to the owner of the `syncbridge` catalog tables. On
 /// an ERROR inside `body`, the (sub)transaction abort puts the user back.
 pub fn as_extension_owner<R>(body: impl FnOnce() -> R) -> R {
-    let owner = owner();
-    let (mut user, mut ctx) = (pg_sys::InvalidOid, 0);
+    as_user(owner(), body)
+}
+
+/// Runs `body` with the user id switched to `user` (a local change, as SECURITY DEFINER
+/// functions make it). On an ERROR inside `body`, the (sub)transaction abort puts it back.
+pub fn as_user<R>(user: pg_sys::Oid, body: impl FnOnce() -> R) -> R {
+    let (mut saved, mut ctx) = (pg_sys::InvalidOid, 0);
     unsafe {
-        pg_sys::GetUserIdAndSecContext(&mut user, &mut ctx);
-        pg_sys::SetUserIdAndSecContext(owner, ctx | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32);
+        pg_sys::GetUserIdAndSecContext(&mut saved, &mut ctx);
+        pg_sys::SetUserIdAndSecContext(user, ctx | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32);
     }
     let result = body();
-    unsafe { pg_sys::SetUserIdAndSecContext(user, ctx) };
+    unsafe { pg_sys::SetUserIdAndSecContext(saved, ctx) };
     result
 }
 
