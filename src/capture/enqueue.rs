@@ -47,7 +47,12 @@ pub fn enqueue_with_fields(link_id: i64, op: Op, keys: &[String], origin: Option
         let (table, seq) = outbox_oids();
         let rel = pg_sys::table_open(table, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
         if (*(*rel).rd_att).natts != 7 {
-            error!("pg_syncbridge: syncbridge.outbox does not have the columns this version writes; reinstall the extension");
+            crate::error::SyncError::new(
+                pgrx::PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                "syncbridge.outbox does not have the columns this version of pg_syncbridge writes",
+                "The installed extension script and library differ: ALTER EXTENSION pg_syncbridge UPDATE, or re-create the extension.",
+            )
+            .raise();
         }
         let op_datum = op.as_str().into_datum().expect("text datum");
         let origin_datum = origin.and_then(|o| o.into_datum());

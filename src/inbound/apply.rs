@@ -180,7 +180,12 @@ impl Batch {
             (Some(_), "ignore") => ("ignored", "deletes are ignored on this link"),
             (Some(key), "soft_delete") => {
                 let column = self.setting("soft_delete_column").unwrap_or_else(|| {
-                    error!("link \"{}\" soft-deletes but has no soft_delete_column", self.link.name)
+                    crate::error::SyncError::new(
+                        pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                        format!("link \"{}\" soft-deletes but has no soft_delete_column", self.link.name),
+                        "Name the column: SELECT syncbridge.alter_link(<link>, '{\"soft_delete_column\": \"deleted\"}');",
+                    )
+                    .raise()
                 });
                 origin::with_origin(&self.link.name, || {
                     Spi::run_with_args(

@@ -23,6 +23,9 @@ SELECT id, gone FROM items ORDER BY id;
 -- A soft-delete column that does not exist fails the record with a reason.
 SELECT syncbridge.alter_link('shop', '{"deletes": "soft_delete", "soft_delete_column": "nope"}');
 SELECT * FROM syncbridge.apply_inbound('shop', '[{"id": "c", "_deleted": true}]');
+-- soft_delete without a column named fails the record too.
+SELECT syncbridge.alter_link('shop', '{"soft_delete_column": null}');
+SELECT * FROM syncbridge.apply_inbound('shop', '[{"id": "c", "_deleted": true}]');
 SELECT syncbridge.alter_link('shop', '{"deletes": null, "soft_delete_column": null}');
 
 -- newer_wins: the remote time field against the local time column.
