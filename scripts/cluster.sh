@@ -8,7 +8,7 @@
 #   scripts/cluster.sh psql DIR PORT [psql args...]   (as postgres, over the socket in DIR)
 set -euo pipefail
 
-BIN=/usr/lib/postgresql/15/bin
+BIN=${SYNCBRIDGE_PG_BIN:-/usr/lib/postgresql/15/bin}
 cmd=${1:?usage: cluster.sh start|stop|psql DIR [PORT] ...}
 dir=${2:?data directory}
 

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
-dir=/tmp/syncbridge-e2e
+dir=${SYNCBRIDGE_E2E_DIR:-/tmp/syncbridge-e2e}
 port=${SYNCBRIDGE_E2E_PORT:-55460}
 trap 'bash scripts/cluster.sh stop "$dir" || true' EXIT
 bash scripts/cluster.sh start "$dir" "$port"

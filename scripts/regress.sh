@@ -26,8 +26,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-BIN=/usr/lib/postgresql/15/bin
-PG_REGRESS=/usr/lib/postgresql/15/lib/pgxs/src/test/regress/pg_regress
+BIN=${SYNCBRIDGE_PG_BIN:-/usr/lib/postgresql/15/bin}
+PG_REGRESS=$BIN/../lib/pgxs/src/test/regress/pg_regress
 SRC=$ROOT/tests/pg_regress
 DB=syncbridge_regress
 OUT=${REGRESS_OUT:-/tmp/syncbridge-regress-out}

@@ -134,10 +134,13 @@ fn pg_dump_keeps_links_and_sync_state() {
         )
         .unwrap();
     let (host, port) = syncbridge_e2e::server();
-    let out = std::process::Command::new("/usr/lib/postgresql/15/bin/pg_dump")
-        .args(["-h", &host, "-p", &port.to_string(), "-U", "postgres", "--data-only", &db.name])
-        .output()
-        .expect("pg_dump runs");
+    let out = std::process::Command::new(format!(
+        "{}/pg_dump",
+        std::env::var("SYNCBRIDGE_PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into())
+    ))
+    .args(["-h", &host, "-p", &port.to_string(), "-U", "postgres", "--data-only", &db.name])
+    .output()
+    .expect("pg_dump runs");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let dump = String::from_utf8_lossy(&out.stdout);
     for table in ["syncbridge._link", "syncbridge._record", "syncbridge.outbox"] {
