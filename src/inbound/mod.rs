@@ -47,9 +47,15 @@ fn apply_inbound(
         )
         .raise();
     }
-    let batch = Batch::prepare(link, records.0).or_raise();
-    let rows: Vec<Row> = batch.records.iter().map(|rec| batch.apply(rec)).collect();
-    TableIterator::new(rows)
+    TableIterator::new(apply_records(link, records.0).or_raise())
+}
+
+/// Applies records to a link: the one path for `apply_inbound` and the worker's pull.
+/// Errors only when the whole call is refused (unknown or paused link, not an array of
+/// objects); each record's own failure is in its row.
+pub fn apply_records(link: &str, records: Value) -> Result<Vec<Row>, SyncError> {
+    let batch = Batch::prepare(link, records)?;
+    Ok(batch.records.iter().map(|rec| batch.apply(rec)).collect())
 }
 
 /// A link ready to receive, and the records of one call.
