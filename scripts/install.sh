@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
-cargo pgrx install --release --pg-config "${SYNCBRIDGE_PG_BIN:-/usr/lib/postgresql/15/bin}/pg_config" ${QUIET:+--quiet} >/dev/null
+cargo pgrx install --release --pg-config "${SYNCBRIDGE_PG_BIN:-/usr/lib/postgresql/15/bin}/pg_config" >/dev/null

@@ -15,6 +15,16 @@ pub struct SyncError {
 
 pub type Result<T> = std::result::Result<T, SyncError>;
 
+impl std::fmt::Display for SyncError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(hint) = &self.hint {
+            write!(f, " (hint: {hint})")?;
+        }
+        Ok(())
+    }
+}
+
 impl SyncError {
     pub fn new(code: PgSqlErrorCode, message: impl Into<String>, hint: impl Into<String>) -> Self {
         Self { code, message: message.into(), detail: None, hint: Some(hint.into()) }

@@ -11,14 +11,19 @@ pub mod error;
 pub mod inbound;
 pub mod logic;
 pub mod origin;
+pub mod outbound;
 mod pg_tests;
+pub mod pull;
 pub mod settings;
+pub mod transport;
+pub mod worker;
 
 ::pgrx::pg_module_magic!(name, version);
 
 pgrx::extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
 pgrx::extension_sql_file!("../sql/capture.sql", name = "capture", requires = ["schema"]);
 pgrx::extension_sql_file!("../sql/inbound.sql", name = "inbound", requires = ["schema"]);
+pgrx::extension_sql_file!("../sql/outbound.sql", name = "outbound", requires = ["inbound"]);
 pgrx::extension_sql_file!("../sql/views.sql", name = "views", finalize);
 
 #[pgrx::pg_guard]
@@ -26,6 +31,7 @@ pub extern "C-unwind" fn _PG_init() {
     settings::init();
     origin::init();
     capture::init();
+    worker::init();
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"syncbridge".as_ptr()) };
 }
 

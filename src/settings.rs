@@ -5,6 +5,11 @@ use std::ffi::CString;
 
 /// Database(s) the background worker serves, comma-separated.
 pub static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
+/// Longest sleep of an idle worker (ms): scheduled links, retries and pulls are checked at
+/// least this often; realtime links are woken at commit.
+pub static NAPTIME_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
+/// Records claimed per link and round.
+pub static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(500);
 
 pub fn init() {
     GucRegistry::define_string_guc(
@@ -15,4 +20,32 @@ pub fn init() {
         GucContext::Postmaster,
         GucFlags::default(),
     );
+    GucRegistry::define_int_guc(
+        c"syncbridge.naptime",
+        c"Longest time the pg_syncbridge worker sleeps between rounds.",
+        c"Realtime links are woken at commit; scheduled links, retries and pulls are checked at least this often.",
+        &NAPTIME_MS,
+        10,
+        60_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"syncbridge.batch_size",
+        c"Records a worker claims per link and round.",
+        c"A link's own batch_size setting takes precedence.",
+        &BATCH_SIZE,
+        1,
+        100_000,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+}
+
+/// The databases named in `syncbridge.database`.
+pub fn databases() -> Vec<String> {
+    let raw = DATABASE.get().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut dbs: Vec<String> = raw.split(',').map(|d| d.trim().to_string()).filter(|d| !d.is_empty()).collect();
+    dbs.dedup();
+    dbs
 }

@@ -43,6 +43,7 @@ pub fn enqueue_with_fields(link_id: i64, op: Op, keys: &[String], origin: Option
     if keys.is_empty() {
         return;
     }
+    crate::worker::wake::at_commit();
     unsafe {
         let (table, seq) = outbox_oids();
         let rel = pg_sys::table_open(table, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);

@@ -40,6 +40,38 @@ impl LinkRow {
         })
     }
 
+    /// Every link, by id; for the worker, which must not lock them.
+    pub fn load_all() -> Result<Vec<Self>> {
+        let rows = crate::error::spi_opt::<JsonB>(
+            "SELECT coalesce(jsonb_agg(to_jsonb(l) || jsonb_build_object('relid', l.local_table::oid::bigint) ORDER BY l.id), '[]') FROM syncbridge._link l",
+            &[],
+        )?;
+        serde_json::from_value(rows.map(|r| r.0).unwrap_or_default()).map_err(|e| {
+            SyncError::new(
+                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+                format!("unreadable links: {e}"),
+                "This is a bug in pg_syncbridge; please report it.",
+            )
+        })
+    }
+
+    /// A text setting of `alter_link`, if set.
+    pub fn setting(&self, name: &str) -> Option<&str> {
+        self.settings.get(name).and_then(serde_json::Value::as_str)
+    }
+
+    /// A numeric setting of `alter_link`, or `default`.
+    pub fn number(&self, name: &str, default: u64) -> u64 {
+        self.settings.get(name).and_then(serde_json::Value::as_u64).unwrap_or(default)
+    }
+
+    /// The link's field map, from the table as it is now and the stored field rules.
+    pub fn field_map(&self) -> Result<crate::logic::mapping::FieldMap> {
+        let table = super::table::TableInfo::load(self.relid())?;
+        let columns = super::api::columns_of(&table);
+        Ok(crate::logic::mapping::FieldMap::build(&columns, &super::api::stored_rules(self.id)?, &self.key_column)?)
+    }
+
     pub fn relid(&self) -> pg_sys::Oid {
         pg_sys::Oid::from(self.relid)
     }

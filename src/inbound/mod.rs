@@ -6,7 +6,7 @@
 //! ETL jobs; the worker's pull (issue 4) will call the same code.
 
 mod apply;
-mod subxact;
+pub(crate) mod subxact;
 
 use crate::catalog::api::{columns_of, stored_rules};
 use crate::catalog::link::LinkRow;

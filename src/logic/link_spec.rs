@@ -324,8 +324,8 @@ pub const EXTRA_SETTINGS: &[(&str, SettingType)] = &[
     ("max_attempts", SettingType::PositiveInt),
     ("auth_header", SettingType::Text),
     ("auth_secret", SettingType::Text),
-    ("created_id_pointer", SettingType::Text),
-    ("list_pointer", SettingType::Text),
+    ("created_id_pointer", SettingType::Pointer),
+    ("list_pointer", SettingType::Pointer),
     ("batch_url", SettingType::Text),
     ("local_id_field", SettingType::Text),
     ("remote_time_field", SettingType::Text),
@@ -336,6 +336,17 @@ pub const EXTRA_SETTINGS: &[(&str, SettingType)] = &[
     ("unknown_fields", SettingType::OneOf(&["ignore", "fail"])),
     ("pull_path", SettingType::Text),
     ("cursor_param", SettingType::Text),
+    ("cursor_field", SettingType::Text),
+    ("pull_query", SettingType::Text),
+    ("next_pointer", SettingType::Text),
+    ("max_pages", SettingType::PositiveInt),
+    ("pull", SettingType::Bool),
+    ("pull_interval", SettingType::PositiveInt),
+    ("update_method", SettingType::OneOf(&["PATCH", "PUT"])),
+    ("remote_id_column", SettingType::Text),
+    ("concurrency", SettingType::PositiveInt),
+    ("max_response_bytes", SettingType::PositiveInt),
+    ("batch_result_pointer", SettingType::Pointer),
 ];
 
 /// Settings that map to a column of the link itself.
@@ -354,6 +365,9 @@ pub const CORE_SETTINGS: &[&str] = &[
 pub enum SettingType {
     PositiveInt,
     Text,
+    Bool,
+    /// A JSON pointer (RFC 6901): empty, or starting with `/`.
+    Pointer,
     OneOf(&'static [&'static str]),
 }
 
@@ -370,6 +384,8 @@ pub fn check_extra_setting(key: &str, value: &serde_json::Value) -> Result<(), S
     let ok = match ty {
         SettingType::PositiveInt => value.as_i64().is_some_and(|n| n > 0),
         SettingType::Text => value.as_str().is_some_and(|s| !s.is_empty()),
+        SettingType::Bool => value.is_boolean(),
+        SettingType::Pointer => value.as_str().is_some_and(|s| s.is_empty() || s.starts_with('/')),
         SettingType::OneOf(names) => value.as_str().is_some_and(|s| names.contains(&s)),
     };
     if ok {
@@ -378,6 +394,8 @@ pub fn check_extra_setting(key: &str, value: &serde_json::Value) -> Result<(), S
         let want = match ty {
             SettingType::PositiveInt => "a positive whole number".to_string(),
             SettingType::Text => "a non-empty string".to_string(),
+            SettingType::Bool => "true or false".to_string(),
+            SettingType::Pointer => "a JSON pointer such as \"/data/id\", or \"\" for the whole body".to_string(),
             SettingType::OneOf(names) => format!("one of {}", names.join(", ")),
         };
         Err(SpecError::new(

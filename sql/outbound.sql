@@ -1,0 +1,253 @@
+-- Outbound delivery state, written and read by the background worker (src/outbound).
+--
+-- The outbox (schema.sql) is the capture side's append-only queue. The worker moves its
+-- entries into _pending, one row per record: several edits of a record coalesce there, its
+-- attempts, backoff and dead-letter state live there, and at most one delivery per record is
+-- in flight, which keeps the order per record.
+
+CREATE TABLE _pending (
+    link_id      bigint NOT NULL REFERENCES _link (id) ON DELETE CASCADE,
+    local_key    text NOT NULL,
+    -- Newest outbox id merged in: an edit made while a delivery is in flight changes it, and
+    -- the record is then sent again with its newer state.
+    seq          bigint NOT NULL,
+    -- NULL: the whole record (or its deletion); otherwise only these remote fields ('reflect').
+    fields       text[],
+    -- The remote is to learn the local id (local_id_field).
+    writeback    boolean NOT NULL DEFAULT false,
+    enqueued_at  timestamptz NOT NULL,
+    attempt      integer NOT NULL DEFAULT 0,
+    next_attempt timestamptz NOT NULL DEFAULT now(),
+    in_flight    boolean NOT NULL DEFAULT false,
+    -- Dead-lettered: attempts used up or refused by the remote; syncbridge.retry_failed()
+    -- (or a new edit of the record) queues it again.
+    failed       boolean NOT NULL DEFAULT false,
+    last_error   text,
+    PRIMARY KEY (link_id, local_key)
+);
+CREATE INDEX _pending_due ON _pending (link_id, seq) WHERE NOT failed AND NOT in_flight;
+
+-- Per-link worker state: the inbound pull cursor and the last outcomes.
+CREATE TABLE _link_state (
+    link_id         bigint PRIMARY KEY REFERENCES _link (id) ON DELETE CASCADE,
+    pull_cursor     text,
+    last_pull_at    timestamptz,
+    last_success_at timestamptz,
+    last_error      text,
+    last_error_at   timestamptz
+);
+
+-- Values for auth headers. Only superusers can read it (nothing is granted); values never
+-- appear in events, logs or pg_dump output (the table is not dumped).
+CREATE TABLE _secret (
+    name       text PRIMARY KEY,
+    value      text NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON _pending, _link_state, _secret FROM PUBLIC;
+
+SELECT pg_catalog.pg_extension_config_dump('_pending', '');
+SELECT pg_catalog.pg_extension_config_dump('_link_state', '');
+
+-- Moves the link's outbox entries into _pending (merging per record), then takes up to
+-- p_limit records that are due, marks them in flight and counts the attempt. Returns them
+-- with their id-map state, oldest change first. The attempt is committed before anything is
+-- sent, so after a crash the worker knows a create may have reached the remote already.
+CREATE FUNCTION _claim(p_link bigint, p_limit integer)
+    RETURNS TABLE (local_key text, seq bigint, fields text[], writeback boolean, attempt integer,
+                   remote_key text, out_fingerprint text, out_status text)
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    WITH moved AS (
+        DELETE FROM @extschema@.outbox o
+        WHERE o.link_id = p_link AND o.id IN (
+            SELECT i.id FROM @extschema@.outbox i WHERE i.link_id = p_link
+            ORDER BY i.id LIMIT greatest(p_limit / 10, 50) FOR UPDATE SKIP LOCKED)
+        RETURNING o.id, o.op, o.keys, o.fields, o.enqueued_at),
+    per_key AS (
+        SELECT k AS key, max(m.id) AS newest, min(m.enqueued_at) AS first_at,
+               bool_or(m.op IN ('upsert', 'delete')) AS whole,
+               bool_or(m.op = 'writeback') AS wants_id,
+               array_agg(DISTINCT f) FILTER (WHERE f IS NOT NULL) AS some_fields
+        FROM moved m CROSS JOIN LATERAL unnest(m.keys) k LEFT JOIN LATERAL unnest(m.fields) f ON true
+        GROUP BY k)
+    INSERT INTO @extschema@._pending AS p (link_id, local_key, seq, fields, writeback, enqueued_at)
+    SELECT p_link, key, newest, CASE WHEN whole THEN NULL ELSE coalesce(some_fields, '{}') END, wants_id, first_at
+    FROM per_key
+    ON CONFLICT ON CONSTRAINT _pending_pkey DO UPDATE SET
+        seq = EXCLUDED.seq,
+        fields = CASE WHEN p.fields IS NULL OR EXCLUDED.fields IS NULL THEN NULL
+                      ELSE ARRAY(SELECT DISTINCT x FROM unnest(p.fields || EXCLUDED.fields) x ORDER BY x) END,
+        writeback = p.writeback OR EXCLUDED.writeback,
+        attempt = CASE WHEN p.failed THEN 0 ELSE p.attempt END,
+        next_attempt = CASE WHEN p.failed THEN now() ELSE p.next_attempt END,
+        failed = false;
+
+    RETURN QUERY
+    WITH due AS (
+        SELECT d.local_key FROM @extschema@._pending d
+        WHERE d.link_id = p_link AND NOT d.failed AND NOT d.in_flight AND d.next_attempt <= now()
+        ORDER BY d.seq LIMIT p_limit FOR UPDATE SKIP LOCKED),
+    taken AS (
+        UPDATE @extschema@._pending p SET in_flight = true, attempt = p.attempt + 1
+        FROM due WHERE p.link_id = p_link AND p.local_key = due.local_key
+        RETURNING p.local_key, p.seq, p.fields, p.writeback, p.attempt)
+    SELECT t.local_key, t.seq, t.fields, t.writeback, t.attempt, r.remote_key, r.out_fingerprint, r.out_status
+    FROM taken t LEFT JOIN @extschema@._record r ON r.link_id = p_link AND r.local_key = t.local_key
+    ORDER BY t.seq;
+END
+$$;
+
+-- The rows with these keys, as (key text, row jsonb); keys without a row are absent.
+CREATE FUNCTION _rows_by_key(p_table regclass, p_key_column name, p_keys text[])
+    RETURNS TABLE (key text, "row" jsonb)
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN QUERY EXECUTE format('SELECT t.%I::text, to_jsonb(t) FROM %s t WHERE t.%I = ANY(CAST($1 AS %s[]))',
+                                p_key_column, p_table, p_key_column, @extschema@._column_type(p_table, p_key_column))
+        USING p_keys;
+END
+$$;
+
+-- Records the outcome of a batch (one JSON object per record, see src/outbound/settle.rs):
+-- id map and fingerprints, events, and the _pending rows (done, retry later, dead-lettered,
+-- or changed meanwhile and due again).
+CREATE FUNCTION _settle(p_link bigint, p_results jsonb) RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    INSERT INTO @extschema@._record AS r (link_id, local_key, remote_key, created_by, base, out_fingerprint, out_status, out_at)
+    SELECT p_link, x.local_key, x.remote_key, 'local', x.base, x.fingerprint, x.status, now()
+    FROM jsonb_to_recordset(p_results) AS x(local_key text, remote_key text, status text, fingerprint text, base jsonb, gone boolean)
+    WHERE NOT coalesce(x.gone, false)
+    ON CONFLICT (link_id, local_key) DO UPDATE SET
+        remote_key = coalesce(EXCLUDED.remote_key, r.remote_key),
+        base = coalesce(EXCLUDED.base, r.base),
+        out_fingerprint = coalesce(EXCLUDED.out_fingerprint, r.out_fingerprint),
+        out_status = EXCLUDED.out_status,
+        out_at = EXCLUDED.out_at,
+        updated_at = now();
+
+    DELETE FROM @extschema@._record r
+    USING jsonb_to_recordset(p_results) AS x(local_key text, gone boolean)
+    WHERE r.link_id = p_link AND r.local_key = x.local_key AND x.gone;
+
+    INSERT INTO @extschema@._event (link_id, direction, local_key, remote_key, status, reason, attempt, next_retry, fingerprint, detail)
+    SELECT p_link, 'outbound', x.local_key, x.remote_key, x.status, x.reason, x.attempt, x.next_retry, x.fingerprint, x.detail
+    FROM jsonb_to_recordset(p_results)
+        AS x(local_key text, remote_key text, status text, reason text, attempt integer, next_retry timestamptz,
+             fingerprint text, detail jsonb);
+
+    -- Finished and not edited meanwhile: done.
+    DELETE FROM @extschema@._pending p
+    USING jsonb_to_recordset(p_results) AS x(local_key text, seq bigint, status text, next_retry timestamptz)
+    WHERE p.link_id = p_link AND p.local_key = x.local_key AND p.seq = x.seq
+      AND x.status <> 'failed';
+
+    -- Failed (to be retried, or dead-lettered), or edited meanwhile (due again now).
+    UPDATE @extschema@._pending p SET
+        in_flight = false,
+        failed = x.status = 'failed' AND x.next_retry IS NULL AND p.seq = x.seq,
+        attempt = CASE WHEN p.seq <> x.seq AND x.status <> 'failed' THEN 0 ELSE p.attempt END,
+        next_attempt = coalesce(x.next_retry, now()),
+        last_error = CASE WHEN x.status = 'failed' THEN x.reason END
+    FROM jsonb_to_recordset(p_results) AS x(local_key text, seq bigint, status text, reason text, next_retry timestamptz)
+    WHERE p.link_id = p_link AND p.local_key = x.local_key;
+END
+$$;
+
+-- Writes remote ids returned by creates into the user's remote-id column (remote_id_column);
+-- called under the link's origin flag, so capture does not send the change back.
+CREATE FUNCTION _store_remote_ids(p_table regclass, p_key_column name, p_id_column name, p_pairs jsonb) RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    id_type text := @extschema@._column_type(p_table, p_id_column);
+BEGIN
+    IF id_type IS NULL THEN
+        RAISE EXCEPTION 'remote_id_column "%" does not exist in %', p_id_column, p_table
+            USING ERRCODE = 'undefined_column',
+                  HINT = 'Add the column, or unset it: syncbridge.alter_link(..., ''{"remote_id_column": null}'').';
+    END IF;
+    EXECUTE format('UPDATE %1$s t SET %2$I = CAST(x.remote_key AS %4$s) '
+                   'FROM jsonb_to_recordset($1) AS x(local_key text, remote_key text) '
+                   'WHERE t.%3$I = CAST(x.local_key AS %5$s) AND t.%2$I IS DISTINCT FROM CAST(x.remote_key AS %4$s)',
+                   p_table, p_id_column, p_key_column, id_type, @extschema@._column_type(p_table, p_key_column))
+        USING p_pairs;
+END
+$$;
+
+-- After a restart nothing is in flight: deliveries cut off by a crash are due again (their
+-- attempt was counted, so a create is looked up before it is repeated).
+CREATE FUNCTION _recover() RETURNS bigint
+    LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    WITH r AS (UPDATE @extschema@._pending SET in_flight = false, next_attempt = now() WHERE in_flight RETURNING 1)
+    SELECT count(*) FROM r
+$$;
+
+REVOKE ALL ON FUNCTION _claim(bigint, integer), _rows_by_key(regclass, name, text[]), _settle(bigint, jsonb),
+                       _store_remote_ids(regclass, name, name, jsonb), _recover() FROM PUBLIC;
+
+-- Stores a value for an auth header (a link names it with alter_link's auth_secret).
+CREATE FUNCTION set_secret(name text, value text) RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF name IS NULL OR name = '' THEN
+        RAISE EXCEPTION 'a secret needs a name' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'SELECT syncbridge.set_secret(''crm_token'', ''Bearer ...'');';
+    END IF;
+    IF value IS NULL THEN
+        DELETE FROM @extschema@._secret s WHERE s.name = set_secret.name;
+    ELSE
+        INSERT INTO @extschema@._secret AS s (name, value) VALUES (set_secret.name, set_secret.value)
+        ON CONFLICT ON CONSTRAINT _secret_pkey DO UPDATE SET value = EXCLUDED.value, updated_at = now();
+    END IF;
+END
+$$;
+
+-- Queues the dead-lettered records of a link again; returns how many.
+CREATE FUNCTION retry_failed(link text) RETURNS bigint
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    l bigint;
+    n bigint;
+BEGIN
+    SELECT id INTO l FROM @extschema@._link WHERE name = link;
+    IF l IS NULL THEN
+        RAISE EXCEPTION 'link "%" does not exist', link USING ERRCODE = 'undefined_object',
+            HINT = 'See SELECT name FROM syncbridge.links;';
+    END IF;
+    UPDATE @extschema@._pending SET failed = false, attempt = 0, next_attempt = now(), last_error = NULL
+    WHERE link_id = l AND failed;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    PERFORM @extschema@._wake_worker();
+    RETURN n;
+END
+$$;
+
+-- Enqueues every existing row of the link's table (in outbox entries of 1,000 keys, which the
+-- worker drains in batches; interrupted work resumes where it stopped). Returns the row count.
+CREATE FUNCTION backfill(link text) RETURNS bigint
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    l @extschema@._link;
+    n bigint;
+BEGIN
+    SELECT * INTO l FROM @extschema@._link WHERE name = link;
+    IF l.id IS NULL THEN
+        RAISE EXCEPTION 'link "%" does not exist', link USING ERRCODE = 'undefined_object',
+            HINT = 'See SELECT name FROM syncbridge.links;';
+    END IF;
+    IF l.direction = 'inbound' THEN
+        RAISE EXCEPTION 'link "%" does not send records (direction inbound)', link
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Backfill sends local rows; set the direction to ''outbound'' or ''both'' first.';
+    END IF;
+    EXECUTE format('WITH k AS (SELECT t.%1$I::text AS key, (row_number() OVER (ORDER BY t.%1$I) - 1) / 1000 AS chunk FROM %2$s t), '
+                   'q AS (INSERT INTO @extschema@.outbox (link_id, op, keys) SELECT $1, ''upsert'', array_agg(key) FROM k GROUP BY chunk RETURNING cardinality(keys) AS n) '
+                   'SELECT coalesce(sum(n), 0) FROM q', l.key_column, l.local_table)
+        INTO n USING l.id;
+    PERFORM @extschema@._wake_worker();
+    RETURN n;
+END
+$$;
+
+REVOKE ALL ON FUNCTION set_secret(text, text), retry_failed(text), backfill(text) FROM PUBLIC;

@@ -1,0 +1,157 @@
+//! Step 1: claim due records and decide what travels (SPI, worker main thread).
+
+use super::plan::{Action, Delivery};
+use super::settle::{Outcome, Results};
+use crate::catalog::link::LinkRow;
+use crate::error::{OrRaise, Result};
+use crate::logic::delivery::{self, Shape};
+use crate::logic::fingerprint;
+use crate::logic::guards::{self, LastStatus, Outgoing};
+use crate::logic::link_spec::Guard;
+use crate::logic::mapping::LAST_TOUCH_COLUMN;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+
+/// A claimed `_pending` row.
+struct Claimed {
+    local_key: String,
+    seq: i64,
+    fields: Option<Vec<String>>,
+    writeback: bool,
+    attempt: i32,
+    remote_key: Option<String>,
+    out_fingerprint: Option<String>,
+    out_status: Option<String>,
+}
+
+/// Claims up to `limit` due records of `link` and returns the deliveries to send. Records
+/// the guards stop (blocked, ignored) are settled here, in the same transaction.
+pub fn claim(link: &LinkRow, limit: i32) -> Result<Vec<Delivery>> {
+    let claimed = Spi::connect(|c| -> std::result::Result<Vec<Claimed>, pgrx::spi::Error> {
+        let rows = c.select("SELECT * FROM syncbridge._claim($1, $2)", None, &[link.id.into(), limit.into()])?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.push(Claimed {
+                local_key: r.get(1)?.unwrap_or_default(),
+                seq: r.get(2)?.unwrap_or_default(),
+                fields: r.get::<Vec<String>>(3)?,
+                writeback: r.get(4)?.unwrap_or(false),
+                attempt: r.get(5)?.unwrap_or(1),
+                remote_key: r.get(6)?,
+                out_fingerprint: r.get(7)?,
+                out_status: r.get(8)?,
+            });
+        }
+        Ok(out)
+    })
+    .or_raise();
+    if claimed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let map = &link.field_map()?;
+    let rows = current_rows(link, claimed.iter().map(|c| c.local_key.as_str()));
+    let guards = Guard::parse_list(&link.loop_guards)?;
+    let volatile = delivery::volatile_fields(map);
+    let local_id_field = link.setting("local_id_field");
+    let with_id = Shape { remote_key_field: &link.remote_key_field, local_id_field };
+    let without_id = Shape { local_id_field: None, ..with_id };
+
+    let mut deliveries = Vec::new();
+    let mut stopped = Results::default();
+    for c in claimed {
+        let attempt = c.attempt.max(1) as u32;
+        let Some(row) = rows.get(&c.local_key) else {
+            // Gone locally: delete it remotely, if it ever got there.
+            match c.remote_key {
+                Some(remote_key) => deliveries.push(Delivery {
+                    local_key: c.local_key,
+                    seq: c.seq,
+                    attempt,
+                    remote_key: Some(remote_key),
+                    action: Action::Delete,
+                    body: None,
+                    fingerprint: None,
+                    base: None,
+                    lookup: false,
+                }),
+                None => stopped.push(
+                    Outcome::stopped(
+                        &c.local_key,
+                        c.seq,
+                        attempt,
+                        "ignored",
+                        "deleted before it reached the remote",
+                        None,
+                    )
+                    .gone(),
+                ),
+            }
+            continue;
+        };
+        let whole = delivery::payload(row, map, without_id, None);
+        let fp = fingerprint::of_record(&Value::Object(whole.clone()), &volatile);
+        let partial = c.fields.is_some();
+        if !partial {
+            let touch = if link.track_columns { row.get(LAST_TOUCH_COLUMN).and_then(Value::as_str) } else { None };
+            let out = Outgoing {
+                fingerprint: &fp,
+                last_fingerprint: c.out_fingerprint.as_deref(),
+                last_status: c.out_status.as_deref().and_then(LastStatus::parse),
+                last_touch: touch,
+            };
+            if let Err(stop) = guards::outbound(&guards, &out) {
+                let status = if stop == guards::Stop::SameFingerprint { "blocked" } else { "ignored" };
+                let mut o = Outcome::stopped(&c.local_key, c.seq, attempt, status, stop.reason(), Some(fp));
+                o.remote_key = c.remote_key.clone();
+                stopped.push(o);
+                continue;
+            }
+        }
+        let (action, body) = match (&c.remote_key, &c.fields) {
+            (None, _) => (Action::Create, delivery::payload(row, map, with_id, None)),
+            (Some(_), Some(fields)) => {
+                let shape = if c.writeback { with_id } else { without_id };
+                (Action::Update, delivery::payload(row, map, shape, Some(fields)))
+            }
+            (Some(_), None) => {
+                let shape = if c.writeback { with_id } else { without_id };
+                (Action::Update, delivery::payload(row, map, shape, None))
+            }
+        };
+        deliveries.push(Delivery {
+            local_key: c.local_key,
+            seq: c.seq,
+            attempt,
+            lookup: action == Action::Create && attempt > 1,
+            remote_key: c.remote_key,
+            action,
+            body: Some(body),
+            fingerprint: Some(fp),
+            base: Some(whole),
+        });
+    }
+    stopped.record(link.id);
+    Ok(deliveries)
+}
+
+/// The current rows for these keys (local column names), by key.
+fn current_rows<'a>(link: &LinkRow, keys: impl Iterator<Item = &'a str>) -> HashMap<String, Map<String, Value>> {
+    let keys: Vec<&str> = keys.collect();
+    Spi::connect(|c| -> std::result::Result<_, pgrx::spi::Error> {
+        let rows = c.select(
+            "SELECT key, \"row\" FROM syncbridge._rows_by_key($1::regclass, $2, $3)",
+            None,
+            &[link.relid().into(), link.key_column.as_str().into(), keys.into()],
+        )?;
+        let mut out = HashMap::new();
+        for r in rows {
+            if let (Some(key), Some(JsonB(Value::Object(row)))) = (r.get::<String>(1)?, r.get::<JsonB>(2)?) {
+                out.insert(key, row);
+            }
+        }
+        Ok(out)
+    })
+    .or_raise()
+}

@@ -1,0 +1,114 @@
+//! What travels: deliveries and the link's HTTP conventions, as plain data shared by the
+//! claim (SPI), send (async) and settle (SPI) steps.
+
+use crate::catalog::link::LinkRow;
+use crate::logic::delivery::{self, Answer};
+use crate::transport::http::Method;
+use serde_json::{Map, Value};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Create,
+    Update,
+    Delete,
+}
+
+impl Action {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Create => "create",
+            Self::Update => "update",
+            Self::Delete => "delete",
+        }
+    }
+}
+
+/// One record on its way to the remote.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub local_key: String,
+    /// The `_pending` version this delivery carries.
+    pub seq: i64,
+    pub attempt: u32,
+    pub remote_key: Option<String>,
+    pub action: Action,
+    pub body: Option<Map<String, Value>>,
+    /// Fingerprint and base snapshot of the whole record as sent (not for deletes).
+    pub fingerprint: Option<String>,
+    pub base: Option<Map<String, Value>>,
+    /// An earlier attempt of this create may have reached the remote: look it up first.
+    pub lookup: bool,
+}
+
+/// A delivery and the remote's answer.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub delivery: Delivery,
+    pub answer: Answer,
+    /// The remote id found by a lookup before a repeated create.
+    pub found_id: Option<String>,
+    pub method: &'static str,
+}
+
+/// A link's HTTP conventions (SPEC §5), read from its settings.
+#[derive(Debug, Clone)]
+pub struct Conventions {
+    pub link: String,
+    pub base_url: String,
+    pub collection: String,
+    pub remote_key_field: String,
+    pub created_id_pointer: String,
+    pub local_id_field: Option<String>,
+    pub update_method: Method,
+    /// Auth and other fixed headers (values from the secret store; never logged).
+    pub headers: Vec<(String, String)>,
+    /// Batch mode: every delivery of a batch in one POST to this URL.
+    pub batch_url: Option<String>,
+    pub batch_result_pointer: String,
+    /// Where a list response holds its records ("" = the body is the array).
+    pub list_pointer: String,
+    pub concurrency: usize,
+    pub timeout_ms: u64,
+    pub max_response_bytes: usize,
+}
+
+impl Conventions {
+    pub fn of(link: &LinkRow, secret: Option<String>) -> Self {
+        let mut headers = Vec::new();
+        if let Some(value) = secret {
+            headers.push((link.setting("auth_header").unwrap_or("Authorization").to_string(), value));
+        }
+        let batch_url = link.setting("batch_url").map(|u| {
+            if u.starts_with("http://") || u.starts_with("https://") {
+                u.to_string()
+            } else {
+                format!("{}/{}", link.remote_base_url, u.trim_start_matches('/'))
+            }
+        });
+        Self {
+            link: link.name.clone(),
+            base_url: link.remote_base_url.clone(),
+            collection: link.remote_collection.clone(),
+            remote_key_field: link.remote_key_field.clone(),
+            created_id_pointer: link.setting("created_id_pointer").unwrap_or("").to_string(),
+            local_id_field: link.setting("local_id_field").map(str::to_owned),
+            update_method: link.setting("update_method").and_then(Method::parse).unwrap_or(Method::Patch),
+            headers,
+            batch_url,
+            batch_result_pointer: link.setting("batch_result_pointer").unwrap_or("").to_string(),
+            list_pointer: link.setting("list_pointer").unwrap_or("").to_string(),
+            concurrency: link.number("concurrency", 8).clamp(1, 64) as usize,
+            timeout_ms: link.number("timeout_ms", 10_000),
+            max_response_bytes: link.number("max_response_bytes", 8 << 20) as usize,
+        }
+    }
+
+    pub fn record_url(&self, id: Option<&str>) -> String {
+        delivery::record_url(&self.base_url, &self.collection, id)
+    }
+
+    /// The idempotency key of a delivery: stable across retries of the same version.
+    pub fn idempotency_key(&self, d: &Delivery) -> String {
+        format!("syncbridge-{}-{}-{}", self.link, d.local_key, d.seq)
+    }
+}

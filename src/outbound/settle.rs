@@ -1,0 +1,203 @@
+//! Step 3: judge the answers and record them (SPI, worker main thread): the id map (new remote
+//! ids, also into the user's `remote_id_column` under the origin flag), fingerprints and base
+//! snapshots, `_pending` (done, retry later, dead-lettered), and one event per record.
+
+use super::plan::{Action, Sent};
+use crate::catalog::link::LinkRow;
+use crate::error::OrRaise;
+use crate::logic::delivery::{self, Verdict};
+use crate::origin;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+use std::time::{Duration, SystemTime};
+
+/// Default number of attempts before a record is dead-lettered (`max_attempts`).
+pub const MAX_ATTEMPTS: u64 = 8;
+
+/// One record's outcome, as `syncbridge._settle` reads it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub local_key: String,
+    pub seq: i64,
+    pub status: &'static str,
+    pub reason: Option<String>,
+    pub attempt: u32,
+    /// RFC 3339; set for a failure that will be retried.
+    pub next_retry: Option<String>,
+    pub remote_key: Option<String>,
+    pub fingerprint: Option<String>,
+    pub base: Option<Map<String, Value>>,
+    /// The record no longer exists on either side: drop its id-map entry.
+    pub gone: bool,
+    pub detail: Option<Value>,
+}
+
+impl Outcome {
+    pub fn stopped(key: &str, seq: i64, attempt: u32, status: &'static str, reason: &str, fp: Option<String>) -> Self {
+        Self {
+            local_key: key.to_string(),
+            seq,
+            status,
+            reason: Some(reason.to_string()),
+            attempt,
+            next_retry: None,
+            remote_key: None,
+            fingerprint: fp,
+            base: None,
+            gone: false,
+            detail: None,
+        }
+    }
+
+    pub fn gone(mut self) -> Self {
+        self.gone = true;
+        self
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Results {
+    outcomes: Vec<Outcome>,
+    /// (local key, remote key) of records the remote has just created.
+    new_ids: Vec<(String, String)>,
+}
+
+impl Results {
+    pub fn push(&mut self, o: Outcome) {
+        self.outcomes.push(o);
+    }
+
+    pub fn len(&self) -> usize {
+        self.outcomes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.outcomes.is_empty()
+    }
+
+    pub fn count(&self, status: &str) -> usize {
+        self.outcomes.iter().filter(|o| o.status == status).count()
+    }
+
+    /// Writes everything down in the current transaction.
+    pub fn record(&self, link_id: i64) {
+        if self.outcomes.is_empty() {
+            return;
+        }
+        let results = serde_json::to_value(&self.outcomes).expect("outcomes serialise");
+        Spi::run_with_args("SELECT syncbridge._settle($1, $2)", &[link_id.into(), JsonB(results).into()]).or_raise();
+    }
+
+    /// Stores new remote ids in the user's remote-id column, under the link's origin flag.
+    fn store_remote_ids(&self, link: &LinkRow) {
+        let Some(column) = link.setting("remote_id_column") else { return };
+        if self.new_ids.is_empty() {
+            return;
+        }
+        let pairs: Vec<Value> = self.new_ids.iter().map(|(l, r)| json!({"local_key": l, "remote_key": r})).collect();
+        origin::with_origin(&link.name, || {
+            Spi::run_with_args(
+                "SELECT syncbridge._store_remote_ids($1::regclass, $2, $3, $4)",
+                &[
+                    link.relid().into(),
+                    link.key_column.as_str().into(),
+                    column.into(),
+                    JsonB(Value::Array(pairs)).into(),
+                ],
+            )
+            .or_raise()
+        });
+    }
+}
+
+/// Judges each answer and records the batch.
+pub fn settle(link: &LinkRow, sent: Vec<Sent>) -> Results {
+    let max_attempts = link.number("max_attempts", MAX_ATTEMPTS) as u32;
+    let now = SystemTime::now();
+    let mut results = Results::default();
+    for s in sent {
+        let d = &s.delivery;
+        let jitter = jitter_for(&d.local_key, d.attempt);
+        let verdict = match (delivery::judge(&s.answer, d.attempt, jitter, now), d.action) {
+            // Deleting what is already gone is done.
+            (Verdict::Permanent { .. }, Action::Delete) if s.answer.status == Some(404) => {
+                Verdict::Delivered(Value::Null)
+            }
+            (v, _) => v,
+        };
+        let mut o = Outcome::stopped(&d.local_key, d.seq, d.attempt, "delivered", "", d.fingerprint.clone());
+        o.reason = None;
+        o.remote_key = d.remote_key.clone();
+        o.detail = Some(json!({"method": s.method, "http_status": s.answer.status, "action": d.action.name()}));
+        match verdict {
+            Verdict::Delivered(body) => {
+                if d.action == Action::Delete {
+                    o.gone = true;
+                    o.reason = Some("deleted".into());
+                } else {
+                    o.base = d.base.clone();
+                }
+                if d.remote_key.is_none() && d.action == Action::Create {
+                    let id = s.found_id.clone().or_else(|| {
+                        delivery::created_id(
+                            &body,
+                            link.setting("created_id_pointer").unwrap_or(""),
+                            &link.remote_key_field,
+                        )
+                    });
+                    match id {
+                        Some(id) => {
+                            if s.found_id.is_some() {
+                                o.reason = Some("an earlier attempt had created it; updated".into());
+                            }
+                            results.new_ids.push((d.local_key.clone(), id.clone()));
+                            o.remote_key = Some(id);
+                        }
+                        None => {
+                            o.status = "failed";
+                            o.base = None;
+                            o.reason = Some(format!(
+                                "created, but the answer has no id at \"{}\"; set the link's created_id_pointer",
+                                link.setting("created_id_pointer").unwrap_or("")
+                            ));
+                        }
+                    }
+                }
+            }
+            Verdict::Retry { after, reason } if d.attempt < max_attempts => {
+                o.status = "failed";
+                o.reason = Some(reason);
+                o.next_retry = Some(rfc3339(now + after));
+                o.base = None;
+            }
+            Verdict::Retry { reason, .. } => {
+                o.status = "failed";
+                o.reason = Some(format!("gave up after {} attempts: {reason}", d.attempt));
+                o.base = None;
+            }
+            Verdict::Permanent { reason } => {
+                o.status = "failed";
+                o.reason = Some(reason);
+                o.base = None;
+            }
+        }
+        results.push(o);
+    }
+    results.store_remote_ids(link);
+    results.record(link.id);
+    results
+}
+
+/// Spreads retries of a batch apart without a random number generator: a hash of the key.
+fn jitter_for(key: &str, attempt: u32) -> f64 {
+    let h = blake3::hash(format!("{key}\u{0}{attempt}").as_bytes());
+    let n = u64::from_le_bytes(h.as_bytes()[..8].try_into().expect("8 bytes"));
+    (n >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    crate::logic::canonical::format_utc(d.as_secs() as i64, i64::from(d.subsec_micros()))
+}

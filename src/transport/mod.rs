@@ -1,0 +1,9 @@
+//! HTTP transport: a tokio runtime on its own threads (all signals blocked, so PostgreSQL's
+//! signal handlers keep running on the main thread only) and a reqwest client over rustls.
+//! Nothing here touches PostgreSQL: the worker hands in futures and collects their results on
+//! the main thread, where all SPI happens.
+
+pub mod http;
+mod runtime;
+
+pub use runtime::Transport;

@@ -1,0 +1,282 @@
+//! The worker's round: settle what came back from the network, then start what is due —
+//! outbound batches (realtime links right after a commit, scheduled links every N seconds,
+//! retries when their time comes) and inbound pulls. One link's failure (an unreachable
+//! remote, a dropped table) is logged, recorded in its state, and does not hold up the others.
+
+use crate::catalog::link::LinkRow;
+use crate::error::{spi_opt, OrRaise};
+use crate::inbound::subxact;
+use crate::logic::link_spec::{Direction, Schedule};
+use crate::outbound::plan::{Conventions, Sent};
+use crate::outbound::{claim, send, settle};
+use crate::pull::{self, fetch::Pulled};
+use crate::settings;
+use crate::transport::http::Client;
+use crate::transport::Transport;
+use pgrx::bgworkers::BackgroundWorker;
+use pgrx::prelude::*;
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A finished network job.
+pub enum Done {
+    Sent { link_id: i64, full: bool, sent: Vec<Sent> },
+    Pulled { link_id: i64, result: Result<Pulled, String> },
+}
+
+/// What the worker remembers of a link between rounds.
+#[derive(Default)]
+struct Clock {
+    sending: bool,
+    pulling: bool,
+    next_send: Option<Instant>,
+    next_pull: Option<Instant>,
+    /// After an error, the link rests until then.
+    resting_until: Option<Instant>,
+}
+
+/// After an error outside a delivery (catalog, SQL), a link rests this long.
+const REST: Duration = Duration::from_secs(5);
+/// Default pull interval of realtime links (`pull_interval`, seconds).
+const PULL_INTERVAL: u64 = 10;
+
+pub struct Engine {
+    transport: Transport<Done>,
+    clients: HashMap<(u64, usize), Client>,
+    clocks: HashMap<i64, Clock>,
+    /// Run the next round at once (a full batch came back: more is probably waiting).
+    again: bool,
+}
+
+impl Engine {
+    pub fn new(transport: Transport<Done>) -> Self {
+        Self { transport, clients: HashMap::new(), clocks: HashMap::new(), again: false }
+    }
+
+    pub fn run(&mut self) {
+        let mut installed = false;
+        loop {
+            if !installed {
+                installed = in_transaction(|| {
+                    let found = spi_opt::<bool>("SELECT true FROM pg_extension WHERE extname = 'pg_syncbridge'", &[])
+                        .ok()
+                        .flatten()
+                        .unwrap_or(false);
+                    if found {
+                        let n = spi_opt::<i64>("SELECT syncbridge._recover()", &[]).or_raise().unwrap_or(0);
+                        if n > 0 {
+                            log!("pg_syncbridge: {n} deliveries cut off by a restart are due again");
+                        }
+                    }
+                    found
+                })
+                .unwrap_or(false);
+            }
+            if installed {
+                self.collect();
+                if let Err(e) = in_transaction(|| self.dispatch()) {
+                    pgrx::warning!("pg_syncbridge: {e}");
+                    installed = false;
+                }
+            }
+            let nap = Duration::from_millis(settings::NAPTIME_MS.get().max(10) as u64);
+            let timeout = if std::mem::take(&mut self.again) { Duration::ZERO } else { self.until_due(nap) };
+            if !BackgroundWorker::wait_latch(Some(timeout.max(Duration::from_millis(1)))) {
+                break;
+            }
+            if BackgroundWorker::sighup_received() {
+                unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+            }
+        }
+    }
+
+    /// Time until the earliest scheduled send or pull, at most `nap`.
+    fn until_due(&self, nap: Duration) -> Duration {
+        let now = Instant::now();
+        self.clocks
+            .values()
+            .flat_map(|c| [c.next_send, c.next_pull])
+            .flatten()
+            .map(|t| t.saturating_duration_since(now))
+            .fold(nap, Duration::min)
+    }
+
+    /// Settles every finished job, each in its own transaction.
+    fn collect(&mut self) {
+        while let Some(done) = self.transport.try_recv() {
+            let (link_id, outcome) = match done {
+                Done::Sent { link_id, full, sent } => {
+                    self.clock(link_id).sending = false;
+                    self.again |= full;
+                    (link_id, in_transaction(|| settle_batch(link_id, sent)))
+                }
+                Done::Pulled { link_id, result } => {
+                    self.clock(link_id).pulling = false;
+                    (link_id, in_transaction(|| apply_pull(link_id, result)))
+                }
+            };
+            if let Err(e) = outcome.and_then(|r| r) {
+                self.trouble(link_id, &e);
+            }
+        }
+    }
+
+    fn clock(&mut self, link_id: i64) -> &mut Clock {
+        self.clocks.entry(link_id).or_default()
+    }
+
+    /// Starts what is due, in the caller's transaction (each link in a subtransaction).
+    fn dispatch(&mut self) {
+        let links = LinkRow::load_all().or_raise();
+        self.clocks.retain(|id, _| links.iter().any(|l| l.id == *id));
+        let now = Instant::now();
+        let batch = settings::BATCH_SIZE.get();
+        for link in links.iter().filter(|l| !l.paused) {
+            let clock = self.clocks.entry(link.id).or_default();
+            if clock.resting_until.is_some_and(|t| t > now) {
+                continue;
+            }
+            let Ok(direction) = Direction::parse(&link.direction) else { continue };
+            let schedule = Schedule::parse(&link.schedule).unwrap_or(Schedule::Realtime);
+            let every = match schedule {
+                Schedule::Every(n) => Some(Duration::from_secs(u64::from(n))),
+                Schedule::Realtime => None,
+            };
+            let send_due = !clock.sending && clock.next_send.is_none_or(|t| t <= now);
+            let pull_due = !clock.pulling
+                && direction.receives()
+                && link.settings.get("pull").and_then(|v| v.as_bool()) != Some(false)
+                && clock.next_pull.is_none_or(|t| t <= now);
+            if direction.sends() && send_due {
+                let limit = link.number("batch_size", batch as u64).min(100_000) as i32;
+                match subxact::run(|| claim::claim(link, limit).map(|d| (d, secret(link)))) {
+                    Ok(Ok((deliveries, secret))) => {
+                        let clock = self.clocks.get_mut(&link.id).expect("clock exists");
+                        clock.next_send = every.map(|e| now + e);
+                        if !deliveries.is_empty() {
+                            clock.sending = true;
+                            let full = deliveries.len() as i32 >= limit;
+                            let conv = Arc::new(Conventions::of(link, secret.ok().flatten()));
+                            let client = self.client(conv.timeout_ms, conv.max_response_bytes);
+                            let link_id = link.id;
+                            self.transport.spawn(async move {
+                                Done::Sent { link_id, full, sent: send::send(client, conv, deliveries).await }
+                            });
+                        }
+                    }
+                    Ok(Err(e)) => self.trouble(link.id, &e.to_string()),
+                    Err(e) => self.trouble(link.id, &e),
+                }
+            }
+            if pull_due {
+                let interval = every.unwrap_or(Duration::from_secs(link.number("pull_interval", PULL_INTERVAL).max(1)));
+                match subxact::run(|| pull::cursor(link.id).map(|c| (c, secret(link)))) {
+                    Ok(Ok((cursor, secret))) => {
+                        let clock = self.clocks.get_mut(&link.id).expect("clock exists");
+                        clock.pulling = true;
+                        clock.next_pull = Some(now + interval);
+                        let conv = Conventions::of(link, secret.ok().flatten());
+                        let spec = pull::spec(link, cursor.as_deref(), conv.headers.clone());
+                        let client = self.client(conv.timeout_ms, conv.max_response_bytes);
+                        let link_id = link.id;
+                        self.transport.spawn(async move {
+                            Done::Pulled { link_id, result: pull::fetch::fetch(client, spec).await }
+                        });
+                    }
+                    Ok(Err(e)) => self.trouble(link.id, &e.to_string()),
+                    Err(e) => self.trouble(link.id, &e),
+                }
+            }
+        }
+    }
+
+    fn client(&mut self, timeout_ms: u64, max_bytes: usize) -> Client {
+        self.clients
+            .entry((timeout_ms, max_bytes))
+            .or_insert_with(|| {
+                Client::new(Duration::from_millis(timeout_ms), max_bytes).expect("the HTTP client builds")
+            })
+            .clone()
+    }
+
+    /// Logs a link's error, records it in its state and lets the link rest a while.
+    fn trouble(&mut self, link_id: i64, message: &str) {
+        self.clock(link_id).resting_until = Some(Instant::now() + REST);
+        let name = in_transaction(|| {
+            Spi::run_with_args(
+                "INSERT INTO syncbridge._link_state AS s (link_id, last_error, last_error_at) VALUES ($1, $2, now()) \
+                 ON CONFLICT (link_id) DO UPDATE SET last_error = EXCLUDED.last_error, last_error_at = now()",
+                &[link_id.into(), message.into()],
+            )
+            .ok();
+            spi_opt::<String>("SELECT name FROM syncbridge._link WHERE id = $1", &[link_id.into()]).ok().flatten()
+        })
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| format!("#{link_id}"));
+        pgrx::warning!("pg_syncbridge: link {name}: {message}");
+    }
+}
+
+/// The value of the link's auth secret, if it names one. A missing secret is an error.
+fn secret(link: &LinkRow) -> Result<Option<String>, String> {
+    let Some(name) = link.setting("auth_secret") else { return Ok(None) };
+    match spi_opt::<String>("SELECT value FROM syncbridge._secret WHERE name = $1", &[name.into()]) {
+        Ok(Some(v)) => Ok(Some(v)),
+        _ => Err(format!("secret \"{name}\" is not set; SELECT syncbridge.set_secret('{name}', ...)")),
+    }
+}
+
+fn load_link(link_id: i64) -> Option<LinkRow> {
+    LinkRow::load_all().or_raise().into_iter().find(|l| l.id == link_id)
+}
+
+fn settle_batch(link_id: i64, sent: Vec<Sent>) -> Result<(), String> {
+    let result = subxact::run(|| match load_link(link_id) {
+        Some(link) => {
+            let r = settle::settle(&link, sent);
+            let (delivered, failed) = (r.count("delivered"), r.count("failed"));
+            if delivered > 0 {
+                Spi::run_with_args(
+                    "INSERT INTO syncbridge._link_state AS s (link_id, last_success_at) VALUES ($1, now()) \
+                     ON CONFLICT (link_id) DO UPDATE SET last_success_at = now()",
+                    &[link_id.into()],
+                )
+                .or_raise();
+            }
+            if failed > 0 {
+                debug1!("pg_syncbridge: link {}: {failed} of {} deliveries failed", link.name, r.len());
+            }
+        }
+        None => {}
+    });
+    if let Err(e) = result {
+        // Whatever was in flight is due again; its attempt was counted.
+        let _ = subxact::run(|| {
+            Spi::run_with_args(
+                "UPDATE syncbridge._pending SET in_flight = false WHERE link_id = $1 AND in_flight",
+                &[link_id.into()],
+            )
+            .or_raise()
+        });
+        return Err(e);
+    }
+    Ok(())
+}
+
+fn apply_pull(link_id: i64, result: Result<Pulled, String>) -> Result<(), String> {
+    let pulled = result?;
+    subxact::run(|| match load_link(link_id) {
+        Some(link) if !link.paused => pull::apply(&link, pulled).map(|_| ()).map_err(|e| e.to_string()),
+        _ => Ok(()),
+    })?
+}
+
+/// Runs `f` in a transaction of its own; an ERROR inside rolls it back and comes back as text
+/// instead of ending the worker.
+fn in_transaction<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+    let f = AssertUnwindSafe(f);
+    BackgroundWorker::transaction(AssertUnwindSafe(move || subxact::run(move || (f.0)())))
+}

@@ -1,0 +1,61 @@
+//! The background worker: one per database named in `syncbridge.database`, registered when
+//! the library is preloaded (`shared_preload_libraries = 'pg_syncbridge'`), restarted by the
+//! postmaster after a crash. It shows in `pg_stat_activity` as backend type `pg_syncbridge`.
+//!
+//! Threads: the main thread does every SPI call and owns the latch; HTTP runs on a tokio
+//! runtime whose threads block all signals (`transport`). Finished HTTP jobs come back over a
+//! channel and wake the main thread with SIGUSR1 (PostgreSQL's handler sets the latch).
+
+mod engine;
+pub mod wake;
+
+use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags};
+use pgrx::prelude::*;
+use std::time::Duration;
+
+/// Registers the workers; only possible while the postmaster loads preloaded libraries.
+pub fn init() {
+    wake::init();
+    if !unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        return;
+    }
+    for db in crate::settings::databases() {
+        BackgroundWorkerBuilder::new(&format!("pg_syncbridge worker for database {db}"))
+            .set_type("pg_syncbridge")
+            .set_function("syncbridge_worker_main")
+            .set_library("pg_syncbridge")
+            .set_extra(&db)
+            .enable_spi_access()
+            .set_start_time(BgWorkerStartTime::RecoveryFinished)
+            .set_restart_time(Some(Duration::from_secs(5)))
+            .load();
+    }
+}
+
+#[pg_guard]
+#[no_mangle]
+pub extern "C-unwind" fn syncbridge_worker_main(_arg: pg_sys::Datum) {
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    let db = BackgroundWorker::get_extra().to_string();
+    BackgroundWorker::connect_worker_to_spi(Some(&db), None);
+    unsafe { pg_sys::pgstat_report_appname(c"pg_syncbridge".as_ptr()) };
+    wake::announce(unsafe { pg_sys::MyDatabaseId });
+    let transport = match crate::transport::Transport::start(2, wake_self) {
+        Ok(t) => t,
+        Err(e) => {
+            pgrx::warning!("pg_syncbridge: cannot start the HTTP runtime: {e}");
+            return;
+        }
+    };
+    log!("pg_syncbridge: worker started for database \"{db}\"");
+    engine::Engine::new(transport).run();
+    log!("pg_syncbridge: worker for database \"{db}\" stopped");
+}
+
+/// Runs on a transport thread: SIGUSR1 to our own process reaches the main thread (the only
+/// one with signals unblocked), whose handler sets the latch.
+fn wake_self() {
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGUSR1);
+    }
+}
