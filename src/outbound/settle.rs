@@ -62,6 +62,8 @@ pub struct Results {
     outcomes: Vec<Outcome>,
     /// (local key, remote key) of records the remote has just created.
     new_ids: Vec<(String, String)>,
+    /// The soonest retry among the failures, if any will be retried.
+    pub next_retry: Option<Duration>,
 }
 
 impl Results {
@@ -167,6 +169,7 @@ pub fn settle(link: &LinkRow, sent: Vec<Sent>) -> Results {
                 }
             }
             Verdict::Retry { after, reason } if d.attempt < max_attempts => {
+                results.next_retry = Some(results.next_retry.map_or(after, |t| t.min(after)));
                 o.status = "failed";
                 o.reason = Some(reason);
                 o.next_retry = Some(rfc3339(now + after));

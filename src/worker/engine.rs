@@ -88,6 +88,11 @@ impl Engine {
             }
             if BackgroundWorker::sighup_received() {
                 unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+                log!(
+                    "pg_syncbridge: settings reloaded (naptime {} ms, batch_size {})",
+                    settings::NAPTIME_MS.get(),
+                    settings::BATCH_SIZE.get()
+                );
             }
         }
     }
@@ -110,7 +115,14 @@ impl Engine {
                 Done::Sent { link_id, full, sent } => {
                     self.clock(link_id).sending = false;
                     self.again |= full;
-                    (link_id, in_transaction(|| settle_batch(link_id, sent)))
+                    let outcome = in_transaction(|| settle_batch(link_id, sent));
+                    // Wake up for the soonest retry, however long the nap.
+                    if let Ok(Ok(Some(after))) = &outcome {
+                        let at = Instant::now() + *after;
+                        let clock = self.clock(link_id);
+                        clock.next_send = Some(clock.next_send.map_or(at, |t| t.min(at)));
+                    }
+                    (link_id, outcome.map(|r| r.map(|_| ())))
                 }
                 Done::Pulled { link_id, result } => {
                     self.clock(link_id).pulling = false;
@@ -233,7 +245,8 @@ fn load_link(link_id: i64) -> Option<LinkRow> {
     LinkRow::load_all().or_raise().into_iter().find(|l| l.id == link_id)
 }
 
-fn settle_batch(link_id: i64, sent: Vec<Sent>) -> Result<(), String> {
+/// Settles a batch; returns when its soonest retry is due.
+fn settle_batch(link_id: i64, sent: Vec<Sent>) -> Result<Option<Duration>, String> {
     let result = subxact::run(|| match load_link(link_id) {
         Some(link) => {
             let r = settle::settle(&link, sent);
@@ -249,8 +262,9 @@ fn settle_batch(link_id: i64, sent: Vec<Sent>) -> Result<(), String> {
             if failed > 0 {
                 debug1!("pg_syncbridge: link {}: {failed} of {} deliveries failed", link.name, r.len());
             }
+            r.next_retry
         }
-        None => {}
+        None => None,
     });
     if let Err(e) = result {
         // Whatever was in flight is due again; its attempt was counted.
@@ -263,7 +277,7 @@ fn settle_batch(link_id: i64, sent: Vec<Sent>) -> Result<(), String> {
         });
         return Err(e);
     }
-    Ok(())
+    result
 }
 
 fn apply_pull(link_id: i64, result: Result<Pulled, String>) -> Result<(), String> {

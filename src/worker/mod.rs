@@ -49,7 +49,10 @@ pub extern "C-unwind" fn syncbridge_worker_main(_arg: pg_sys::Datum) {
     };
     log!("pg_syncbridge: worker started for database \"{db}\"");
     engine::Engine::new(transport).run();
+    // Exit code 1: the postmaster starts the worker again after its restart time, unless the
+    // server is shutting down (so pg_terminate_backend() restarts it, like a crash would).
     log!("pg_syncbridge: worker for database \"{db}\" stopped");
+    unsafe { pg_sys::proc_exit(1) };
 }
 
 /// Runs on a transport thread: SIGUSR1 to our own process reaches the main thread (the only
