@@ -20,7 +20,7 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 step "unit tests (src/logic, no database)"
-cargo test --lib --quiet logic:: 2>&1 | tee "$log/unit.txt"
+cargo test --lib --quiet -- logic:: transport:: pull::fetch:: 2>&1 | tee "$log/unit.txt"
 
 step "in-database tests (cargo pgrx test)"
 pgdata=/tmp/syncbridge-pgtest

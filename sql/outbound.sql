@@ -6,7 +6,7 @@
 -- in flight, which keeps the order per record.
 
 CREATE TABLE _pending (
-    link_id      bigint NOT NULL REFERENCES _link (id) ON DELETE CASCADE,
+    link_id      bigint NOT NULL,  -- no foreign key, like _record (see _link_deleted)
     local_key    text NOT NULL,
     -- Newest outbox id merged in: an edit made while a delivery is in flight changes it, and
     -- the record is then sent again with its newer state.
@@ -24,8 +24,10 @@ CREATE TABLE _pending (
     failed       boolean NOT NULL DEFAULT false,
     last_error   text,
     PRIMARY KEY (link_id, local_key)
-);
-CREATE INDEX _pending_due ON _pending (link_id, seq) WHERE NOT failed AND NOT in_flight;
+) WITH (fillfactor = 50);
+-- in_flight stays out of the index (and its predicate), so marking a record in flight and
+-- back is a HOT update with room on the page.
+CREATE INDEX _pending_due ON _pending (link_id, seq) WHERE NOT failed;
 
 -- Per-link worker state: the inbound pull cursor and the last outcomes.
 CREATE TABLE _link_state (
@@ -47,6 +49,17 @@ CREATE TABLE _secret (
 REVOKE ALL ON _pending, _link_state, _secret FROM PUBLIC;
 
 SELECT pg_catalog.pg_extension_config_dump('_pending', '');
+
+-- The cascade of a dropped link to its per-record tables (which carry no foreign key).
+CREATE FUNCTION _link_deleted() RETURNS trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    DELETE FROM @extschema@._record WHERE link_id = OLD.id;
+    DELETE FROM @extschema@._pending WHERE link_id = OLD.id;
+    RETURN OLD;
+END
+$$;
+CREATE TRIGGER _link_deleted AFTER DELETE ON _link FOR EACH ROW EXECUTE FUNCTION _link_deleted();
 SELECT pg_catalog.pg_extension_config_dump('_link_state', '');
 
 -- Moves the link's outbox entries into _pending (merging per record), then takes up to
@@ -58,6 +71,11 @@ CREATE FUNCTION _claim(p_link bigint, p_limit integer)
                    remote_key text, out_fingerprint text, out_status text)
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    -- What a foreign key would do per row, once: a concurrent drop_link waits for us.
+    PERFORM FROM @extschema@._link WHERE id = p_link FOR KEY SHARE;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
     WITH moved AS (
         DELETE FROM @extschema@.outbox o
         WHERE o.link_id = p_link AND o.id IN (
@@ -83,14 +101,15 @@ BEGIN
         next_attempt = CASE WHEN p.failed THEN now() ELSE p.next_attempt END,
         failed = false;
 
+    -- By ctid: whatever the planner thinks of _pending's size (it changes fast), this is a
+    -- TID scan, not a join.
     RETURN QUERY
-    WITH due AS (
-        SELECT d.local_key FROM @extschema@._pending d
-        WHERE d.link_id = p_link AND NOT d.failed AND NOT d.in_flight AND d.next_attempt <= now()
-        ORDER BY d.seq LIMIT p_limit FOR UPDATE SKIP LOCKED),
-    taken AS (
+    WITH taken AS (
         UPDATE @extschema@._pending p SET in_flight = true, attempt = p.attempt + 1
-        FROM due WHERE p.link_id = p_link AND p.local_key = due.local_key
+        WHERE p.ctid = ANY (ARRAY(
+            SELECT d.ctid FROM @extschema@._pending d
+            WHERE d.link_id = p_link AND NOT d.failed AND NOT d.in_flight AND d.next_attempt <= now()
+            ORDER BY d.seq LIMIT p_limit FOR UPDATE SKIP LOCKED))
         RETURNING p.local_key, p.seq, p.fields, p.writeback, p.attempt)
     SELECT t.local_key, t.seq, t.fields, t.writeback, t.attempt, r.remote_key, r.out_fingerprint, r.out_status
     FROM taken t LEFT JOIN @extschema@._record r ON r.link_id = p_link AND r.local_key = t.local_key
@@ -98,27 +117,37 @@ BEGIN
 END
 $$;
 
--- The rows with these keys, as (key text, row jsonb); keys without a row are absent.
+-- The rows with these keys, as (key, row as json text); keys without a row are absent.
+-- (json text, not jsonb: the worker parses it at once.) Index lookups whatever the statistics
+-- say: the table may have just grown by a bulk load that autovacuum has not analysed yet.
 CREATE FUNCTION _rows_by_key(p_table regclass, p_key_column name, p_keys text[])
-    RETURNS TABLE (key text, "row" jsonb)
-    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    RETURNS TABLE (key text, "row" text)
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp SET enable_seqscan = off AS $$
 BEGIN
-    RETURN QUERY EXECUTE format('SELECT t.%I::text, to_jsonb(t) FROM %s t WHERE t.%I = ANY(CAST($1 AS %s[]))',
+    RETURN QUERY EXECUTE format('SELECT t.%I::text, to_json(t)::text FROM %s t WHERE t.%I = ANY(CAST($1 AS %s[]))',
                                 p_key_column, p_table, p_key_column, @extschema@._column_type(p_table, p_key_column))
         USING p_keys;
 END
 $$;
 
--- Records the outcome of a batch (one JSON object per record, see src/outbound/settle.rs):
+-- Records the outcome of a batch, one array element per record (see src/outbound/settle.rs):
 -- id map and fingerprints, events, and the _pending rows (done, retry later, dead-lettered,
--- or changed meanwhile and due again).
-CREATE FUNCTION _settle(p_link bigint, p_results jsonb) RETURNS void
+-- or changed meanwhile and due again). Arrays, not one JSON document: this runs for every
+-- batch the worker delivers.
+CREATE FUNCTION _settle(p_link bigint, p_keys text[], p_seqs bigint[], p_status text[], p_reasons text[],
+                        p_attempts integer[], p_next_retry timestamptz[], p_remote_keys text[],
+                        p_fingerprints text[], p_bases text[], p_gone boolean[],
+                        p_methods text[], p_http_status integer[], p_actions text[]) RETURNS void
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    PERFORM FROM @extschema@._link WHERE id = p_link FOR KEY SHARE;
+    IF NOT FOUND THEN
+        RETURN;  -- dropped meanwhile: nothing left to record
+    END IF;
     INSERT INTO @extschema@._record AS r (link_id, local_key, remote_key, created_by, base, out_fingerprint, out_status, out_at)
-    SELECT p_link, x.local_key, x.remote_key, 'local', x.base, x.fingerprint, x.status, now()
-    FROM jsonb_to_recordset(p_results) AS x(local_key text, remote_key text, status text, fingerprint text, base jsonb, gone boolean)
-    WHERE NOT coalesce(x.gone, false)
+    SELECT p_link, x.k, x.rk, 'local', x.b::jsonb, x.fp, x.st, now()
+    FROM unnest(p_keys, p_remote_keys, p_status, p_fingerprints, p_bases, p_gone) AS x(k, rk, st, fp, b, gone)
+    WHERE NOT x.gone
     ON CONFLICT (link_id, local_key) DO UPDATE SET
         remote_key = coalesce(EXCLUDED.remote_key, r.remote_key),
         base = coalesce(EXCLUDED.base, r.base),
@@ -128,30 +157,30 @@ BEGIN
         updated_at = now();
 
     DELETE FROM @extschema@._record r
-    USING jsonb_to_recordset(p_results) AS x(local_key text, gone boolean)
-    WHERE r.link_id = p_link AND r.local_key = x.local_key AND x.gone;
+    USING unnest(p_keys, p_gone) AS x(k, gone)
+    WHERE r.link_id = p_link AND r.local_key = x.k AND x.gone;
 
     INSERT INTO @extschema@._event (link_id, direction, local_key, remote_key, status, reason, attempt, next_retry, fingerprint, detail)
-    SELECT p_link, 'outbound', x.local_key, x.remote_key, x.status, x.reason, x.attempt, x.next_retry, x.fingerprint, x.detail
-    FROM jsonb_to_recordset(p_results)
-        AS x(local_key text, remote_key text, status text, reason text, attempt integer, next_retry timestamptz,
-             fingerprint text, detail jsonb);
+    SELECT p_link, 'outbound', x.k, x.rk, x.st, x.reason, x.attempt, x.next_retry, x.fp,
+           jsonb_strip_nulls(jsonb_build_object('method', x.method, 'http_status', x.http, 'action', x.action))
+    FROM unnest(p_keys, p_remote_keys, p_status, p_reasons, p_attempts, p_next_retry, p_fingerprints,
+                p_methods, p_http_status, p_actions)
+        AS x(k, rk, st, reason, attempt, next_retry, fp, method, http, action);
 
     -- Finished and not edited meanwhile: done.
     DELETE FROM @extschema@._pending p
-    USING jsonb_to_recordset(p_results) AS x(local_key text, seq bigint, status text, next_retry timestamptz)
-    WHERE p.link_id = p_link AND p.local_key = x.local_key AND p.seq = x.seq
-      AND x.status <> 'failed';
+    USING unnest(p_keys, p_seqs, p_status) AS x(k, seq, st)
+    WHERE p.link_id = p_link AND p.local_key = x.k AND p.seq = x.seq AND x.st <> 'failed';
 
     -- Failed (to be retried, or dead-lettered), or edited meanwhile (due again now).
     UPDATE @extschema@._pending p SET
         in_flight = false,
-        failed = x.status = 'failed' AND x.next_retry IS NULL AND p.seq = x.seq,
-        attempt = CASE WHEN p.seq <> x.seq AND x.status <> 'failed' THEN 0 ELSE p.attempt END,
+        failed = x.st = 'failed' AND x.next_retry IS NULL AND p.seq = x.seq,
+        attempt = CASE WHEN p.seq <> x.seq THEN 0 ELSE p.attempt END,
         next_attempt = coalesce(x.next_retry, now()),
-        last_error = CASE WHEN x.status = 'failed' THEN x.reason END
-    FROM jsonb_to_recordset(p_results) AS x(local_key text, seq bigint, status text, reason text, next_retry timestamptz)
-    WHERE p.link_id = p_link AND p.local_key = x.local_key;
+        last_error = CASE WHEN x.st = 'failed' THEN x.reason END
+    FROM unnest(p_keys, p_seqs, p_status, p_reasons, p_next_retry) AS x(k, seq, st, reason, next_retry)
+    WHERE p.link_id = p_link AND p.local_key = x.k;
 END
 $$;
 
@@ -183,7 +212,7 @@ CREATE FUNCTION _recover() RETURNS bigint
     SELECT count(*) FROM r
 $$;
 
-REVOKE ALL ON FUNCTION _claim(bigint, integer), _rows_by_key(regclass, name, text[]), _settle(bigint, jsonb),
+REVOKE ALL ON FUNCTION _claim(bigint, integer), _rows_by_key(regclass, name, text[]), _settle(bigint, text[], bigint[], text[], text[], integer[], timestamptz[], text[], text[], text[], boolean[], text[], integer[], text[]),
                        _store_remote_ids(regclass, name, name, jsonb), _recover() FROM PUBLIC;
 
 -- Stores a value for an auth header (a link names it with alter_link's auth_secret).
@@ -242,7 +271,7 @@ BEGIN
                   HINT = 'Backfill sends local rows; set the direction to ''outbound'' or ''both'' first.';
     END IF;
     EXECUTE format('WITH k AS (SELECT t.%1$I::text AS key, (row_number() OVER (ORDER BY t.%1$I) - 1) / 1000 AS chunk FROM %2$s t), '
-                   'q AS (INSERT INTO @extschema@.outbox (link_id, op, keys) SELECT $1, ''upsert'', array_agg(key) FROM k GROUP BY chunk RETURNING cardinality(keys) AS n) '
+                   'q AS (INSERT INTO @extschema@.outbox (link_id, op, keys) SELECT $1, ''upsert'', array_agg(key ORDER BY key) FROM k GROUP BY chunk ORDER BY chunk RETURNING cardinality(keys) AS n) '
                    'SELECT coalesce(sum(n), 0) FROM q', l.key_column, l.local_table)
         INTO n USING l.id;
     PERFORM @extschema@._wake_worker();

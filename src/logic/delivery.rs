@@ -189,7 +189,7 @@ pub fn payload(
         if f.remote == shape.remote_key_field && !f.explicit_remote {
             continue;
         }
-        if only.is_some_and(|names| !names.iter().any(|n| *n == f.remote)) {
+        if only.is_some_and(|names| !names.contains(&f.remote)) {
             continue;
         }
         out.insert(f.remote.clone(), row.get(&f.column).cloned().unwrap_or(Value::Null));

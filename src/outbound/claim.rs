@@ -10,7 +10,6 @@ use crate::logic::guards::{self, LastStatus, Outgoing};
 use crate::logic::link_spec::Guard;
 use crate::logic::mapping::LAST_TOUCH_COLUMN;
 use pgrx::prelude::*;
-use pgrx::JsonB;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 
@@ -51,6 +50,7 @@ pub fn claim(link: &LinkRow, limit: i32) -> Result<Vec<Delivery>> {
         return Ok(Vec::new());
     }
     let map = &link.field_map()?;
+
     let rows = current_rows(link, claimed.iter().map(|c| c.local_key.as_str()));
     let guards = Guard::parse_list(&link.loop_guards)?;
     let volatile = delivery::volatile_fields(map);
@@ -147,8 +147,10 @@ fn current_rows<'a>(link: &LinkRow, keys: impl Iterator<Item = &'a str>) -> Hash
         )?;
         let mut out = HashMap::new();
         for r in rows {
-            if let (Some(key), Some(JsonB(Value::Object(row)))) = (r.get::<String>(1)?, r.get::<JsonB>(2)?) {
-                out.insert(key, row);
+            if let (Some(key), Some(text)) = (r.get::<String>(1)?, r.get::<&str>(2)?) {
+                if let Ok(Value::Object(row)) = serde_json::from_str(text) {
+                    out.insert(key, row);
+                }
             }
         }
         Ok(out)

@@ -9,15 +9,14 @@ use crate::logic::delivery::{self, Verdict};
 use crate::origin;
 use pgrx::prelude::*;
 use pgrx::JsonB;
-use serde::Serialize;
 use serde_json::{json, Map, Value};
 use std::time::{Duration, SystemTime};
 
 /// Default number of attempts before a record is dead-lettered (`max_attempts`).
 pub const MAX_ATTEMPTS: u64 = 8;
 
-/// One record's outcome, as `syncbridge._settle` reads it.
-#[derive(Debug, Clone, Serialize)]
+/// One record's outcome, as `syncbridge._settle` records it.
+#[derive(Debug, Clone)]
 pub struct Outcome {
     pub local_key: String,
     pub seq: i64,
@@ -83,13 +82,37 @@ impl Results {
         self.outcomes.iter().filter(|o| o.status == status).count()
     }
 
-    /// Writes everything down in the current transaction.
+    /// Writes everything down in the current transaction, in one call with one array per
+    /// column.
     pub fn record(&self, link_id: i64) {
         if self.outcomes.is_empty() {
             return;
         }
-        let results = serde_json::to_value(&self.outcomes).expect("outcomes serialise");
-        Spi::run_with_args("SELECT syncbridge._settle($1, $2)", &[link_id.into(), JsonB(results).into()]).or_raise();
+        let o = &self.outcomes;
+        let col = |f: &dyn Fn(&Outcome) -> Option<String>| o.iter().map(f).collect::<Vec<Option<String>>>();
+        let detail = |key: &str| col(&|x| x.detail.as_ref()?.get(key)?.as_str().map(str::to_owned));
+        let http: Vec<Option<i32>> =
+            o.iter().map(|x| x.detail.as_ref()?.get("http_status")?.as_i64().map(|n| n as i32)).collect();
+        Spi::run_with_args(
+            "SELECT syncbridge._settle($1, $2, $3, $4, $5, $6, $7::timestamptz[], $8, $9, $10, $11, $12, $13, $14)",
+            &[
+                link_id.into(),
+                col(&|x| Some(x.local_key.clone())).into(),
+                o.iter().map(|x| x.seq).collect::<Vec<i64>>().into(),
+                col(&|x| Some(x.status.to_string())).into(),
+                col(&|x| x.reason.clone()).into(),
+                o.iter().map(|x| x.attempt as i32).collect::<Vec<i32>>().into(),
+                col(&|x| x.next_retry.clone()).into(),
+                col(&|x| x.remote_key.clone()).into(),
+                col(&|x| x.fingerprint.clone()).into(),
+                col(&|x| x.base.as_ref().map(|b| serde_json::to_string(b).expect("a map serialises"))).into(),
+                o.iter().map(|x| x.gone).collect::<Vec<bool>>().into(),
+                detail("method").into(),
+                http.into(),
+                detail("action").into(),
+            ],
+        )
+        .or_raise();
     }
 
     /// Stores new remote ids in the user's remote-id column, under the link's origin flag.

@@ -29,7 +29,9 @@ pub enum Done {
 /// What the worker remembers of a link between rounds.
 #[derive(Default)]
 struct Clock {
-    sending: bool,
+    /// Batches on the network (records of one batch are not in the next: at most one delivery
+    /// per record is in flight, so order per record holds).
+    sending: usize,
     pulling: bool,
     next_send: Option<Instant>,
     next_pull: Option<Instant>,
@@ -39,6 +41,8 @@ struct Clock {
 
 /// After an error outside a delivery (catalog, SQL), a link rests this long.
 const REST: Duration = Duration::from_secs(5);
+/// Batches of one link on the network at once: while one travels, the next is prepared.
+const BATCHES_IN_FLIGHT: usize = 2;
 /// Default pull interval of realtime links (`pull_interval`, seconds).
 const PULL_INTERVAL: u64 = 10;
 
@@ -113,7 +117,7 @@ impl Engine {
         while let Some(done) = self.transport.try_recv() {
             let (link_id, outcome) = match done {
                 Done::Sent { link_id, full, sent } => {
-                    self.clock(link_id).sending = false;
+                    self.clock(link_id).sending -= 1;
                     self.again |= full;
                     let outcome = in_transaction(|| settle_batch(link_id, sent));
                     // Wake up for the soonest retry, however long the nap.
@@ -156,7 +160,7 @@ impl Engine {
                 Schedule::Every(n) => Some(Duration::from_secs(u64::from(n))),
                 Schedule::Realtime => None,
             };
-            let send_due = !clock.sending && clock.next_send.is_none_or(|t| t <= now);
+            let send_due = clock.sending < BATCHES_IN_FLIGHT && clock.next_send.is_none_or(|t| t <= now);
             let pull_due = !clock.pulling
                 && direction.receives()
                 && link.settings.get("pull").and_then(|v| v.as_bool()) != Some(false)
@@ -168,7 +172,7 @@ impl Engine {
                         let clock = self.clocks.get_mut(&link.id).expect("clock exists");
                         clock.next_send = every.map(|e| now + e);
                         if !deliveries.is_empty() {
-                            clock.sending = true;
+                            clock.sending += 1;
                             let full = deliveries.len() as i32 >= limit;
                             let conv = Arc::new(Conventions::of(link, secret.ok().flatten()));
                             let client = self.client(conv.timeout_ms, conv.max_response_bytes);
@@ -292,5 +296,9 @@ fn apply_pull(link_id: i64, result: Result<Pulled, String>) -> Result<(), String
 /// instead of ending the worker.
 fn in_transaction<R>(f: impl FnOnce() -> R) -> Result<R, String> {
     let f = AssertUnwindSafe(f);
-    BackgroundWorker::transaction(AssertUnwindSafe(move || subxact::run(move || (f.0)())))
+    let result = BackgroundWorker::transaction(AssertUnwindSafe(move || subxact::run(move || (f.0)())));
+    // A worker never returns to a client loop, which is where backends report their table
+    // statistics; without them autovacuum would not see the outbox and _pending churn.
+    unsafe { pg_sys::pgstat_report_stat(false) };
+    result
 }

@@ -82,10 +82,8 @@ fn wake(database: pg_sys::Oid) {
 unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut c_void) {
     use pg_sys::XactEvent::*;
     match event {
-        XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT => {
-            if WAKE_AT_COMMIT.with(|w| w.replace(false)) {
-                wake(unsafe { pg_sys::MyDatabaseId });
-            }
+        XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT if WAKE_AT_COMMIT.with(|w| w.replace(false)) => {
+            wake(unsafe { pg_sys::MyDatabaseId });
         }
         XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => WAKE_AT_COMMIT.with(|w| w.set(false)),
         _ => {}

@@ -1,0 +1,183 @@
+//! The remote of `bench/deliver`: an HTTP sink that only counts what it receives and answers
+//! as a REST remote would (`POST /{coll}` → 201 with a new id, `PATCH`/`PUT`/`DELETE` → 200,
+//! `POST /batch` → one result per record), plus the two drivers of the benchmark.
+//!
+//!   syncbridge-bench-sink serve PORT
+//!       Serves until killed; `GET /count` returns {"records": N, "requests": M}.
+//!   syncbridge-bench-sink baseline PORT RECORDS BATCH
+//!       Posts RECORDS records in batches of BATCH to a sink at PORT from this process and prints
+//!       records/s: the ceiling of one client against this sink on this machine.
+//!   syncbridge-bench-sink latency PORT CONNINFO TABLE RATE SECONDS
+//!       Serves a sink at PORT and commits single-row INSERTs into TABLE at RATE per second;
+//!       prints the commit → remote latencies (the row's id travels as local_id).
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Default)]
+struct Sink {
+    records: AtomicU64,
+    requests: AtomicU64,
+    next_id: AtomicU64,
+    /// local_id → arrival, for the latency driver.
+    arrivals: Mutex<HashMap<i64, Instant>>,
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(2).build().unwrap();
+    match args.get(1).map(String::as_str) {
+        Some("serve") => {
+            let port: u16 = args[2].parse().expect("port");
+            rt.block_on(serve(port, Arc::new(Sink::default())));
+        }
+        Some("baseline") => {
+            let port: u16 = args[2].parse().expect("port");
+            let (records, batch): (u64, u64) = (args[3].parse().unwrap(), args[4].parse().unwrap());
+            rt.block_on(baseline(port, records, batch));
+        }
+        Some("latency") => {
+            let port: u16 = args[2].parse().expect("port");
+            let sink = Arc::new(Sink::default());
+            rt.spawn(serve(port, sink.clone()));
+            latency(sink, &args[3], &args[4], args[5].parse().unwrap(), args[6].parse().unwrap());
+        }
+        _ => {
+            eprintln!("usage: syncbridge-bench-sink serve PORT | baseline PORT RECORDS BATCH | latency PORT CONNINFO TABLE RATE SECONDS");
+            std::process::exit(2);
+        }
+    }
+}
+
+async fn serve(port: u16, sink: Arc<Sink>) {
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await.expect("bind");
+    loop {
+        let (stream, _) = listener.accept().await.expect("accept");
+        let sink = sink.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| handle(sink.clone(), req));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn handle(sink: Arc<Sink>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, hyper::Error> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let body = req.into_body().collect().await?.to_bytes();
+    sink.requests.fetch_add(1, Ordering::Relaxed);
+    let reply = |status: u16, v: Value| {
+        Ok(Response::builder()
+            .status(status)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(v.to_string())))
+            .unwrap())
+    };
+    if method == Method::GET && path == "/count" {
+        return reply(
+            200,
+            json!({"records": sink.records.load(Ordering::Relaxed), "requests": sink.requests.load(Ordering::Relaxed)}),
+        );
+    }
+    let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if method == Method::POST && path == "/batch" {
+        let items = parsed.as_array().cloned().unwrap_or_default();
+        sink.records.fetch_add(items.len() as u64, Ordering::Relaxed);
+        let results: Vec<Value> = items
+            .iter()
+            .map(|item| match item.get("id") {
+                Some(Value::Null) | None => {
+                    json!({"status": 201, "id": sink.next_id.fetch_add(1, Ordering::Relaxed) + 1})
+                }
+                Some(id) => json!({"status": 200, "id": id}),
+            })
+            .collect();
+        return reply(200, Value::Array(results));
+    }
+    sink.records.fetch_add(1, Ordering::Relaxed);
+    if let Some(local) = parsed.get("local_id").and_then(Value::as_i64) {
+        sink.arrivals.lock().unwrap().entry(local).or_insert_with(Instant::now);
+    }
+    if method == Method::POST {
+        let id = sink.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        return reply(201, json!({"id": id}));
+    }
+    reply(200, json!({}))
+}
+
+async fn baseline(port: u16, records: u64, batch: u64) {
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.expect("handshake");
+    tokio::spawn(conn);
+    let started = Instant::now();
+    let mut sent = 0;
+    while sent < records {
+        let n = batch.min(records - sent);
+        let items: Vec<Value> = (0..n)
+            .map(|i| json!({"op": "create", "id": null, "local_key": (sent + i).to_string(), "record": {"name": format!("name {}", sent + i), "email": "x@example.com", "balance": 1.5}}))
+            .collect();
+        let req = Request::post("/batch")
+            .header("host", "127.0.0.1")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(Value::Array(items).to_string())))
+            .unwrap();
+        sender.ready().await.expect("connection ready");
+        let resp = sender.send_request(req).await.expect("send");
+        let _ = resp.into_body().collect().await.expect("body");
+        sent += n;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!("{:.0}", records as f64 / secs);
+}
+
+fn latency(sink: Arc<Sink>, conninfo: &str, table: &str, rate: u64, seconds: u64) {
+    let mut client = postgres::Client::connect(conninfo, postgres::NoTls).expect("connect");
+    let insert = client.prepare(&format!("INSERT INTO {table} (name) VALUES ($1) RETURNING id")).expect("prepare");
+    let total = rate * seconds;
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let start = Instant::now();
+    let mut committed: Vec<(i64, Instant)> = Vec::with_capacity(total as usize);
+    for i in 0..total {
+        let due = start + interval * i as u32;
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let row = client.query_one(&insert, &[&format!("row {i}")]).expect("insert");
+        let id: i64 = row.get(0);
+        committed.push((id, Instant::now()));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = sink.arrivals.lock().unwrap().len();
+        if got >= committed.len() || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let arrivals = sink.arrivals.lock().unwrap();
+    let mut ms: Vec<f64> = committed
+        .iter()
+        .filter_map(|(id, at)| arrivals.get(id).map(|a| a.saturating_duration_since(*at).as_secs_f64() * 1000.0))
+        .collect();
+    let missing = committed.len() - ms.len();
+    ms.sort_by(f64::total_cmp);
+    let pct = |p: f64| ms.get(((ms.len() as f64 * p).ceil() as usize).saturating_sub(1)).copied().unwrap_or(f64::NAN);
+    println!(
+        "{} {:.1} {:.1} {:.1} {}",
+        committed.len(),
+        pct(0.50),
+        pct(0.99),
+        ms.last().copied().unwrap_or(f64::NAN),
+        missing
+    );
+}
