@@ -15,6 +15,9 @@ CREATE TABLE _pending (
     fields       text[],
     -- The remote is to learn the local id (local_id_field).
     writeback    boolean NOT NULL DEFAULT false,
+    -- A user edit is among the merged changes (not only link writes): the loop detector
+    -- starts counting afresh.
+    user_edit    boolean NOT NULL DEFAULT false,
     enqueued_at  timestamptz NOT NULL,
     attempt      integer NOT NULL DEFAULT 0,
     next_attempt timestamptz NOT NULL DEFAULT now(),
@@ -68,7 +71,8 @@ SELECT pg_catalog.pg_extension_config_dump('_link_state', '');
 -- sent, so after a crash the worker knows a create may have reached the remote already.
 CREATE FUNCTION _claim(p_link bigint, p_limit integer)
     RETURNS TABLE (local_key text, seq bigint, fields text[], writeback boolean, attempt integer,
-                   remote_key text, out_fingerprint text, out_status text)
+                   remote_key text, out_fingerprint text, out_status text, user_edit boolean,
+                   came_back boolean, hop_times bigint[], quarantined_at timestamptz)
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     -- What a foreign key would do per row, once: a concurrent drop_link waits for us.
@@ -81,22 +85,24 @@ BEGIN
         WHERE o.link_id = p_link AND o.id IN (
             SELECT i.id FROM @extschema@.outbox i WHERE i.link_id = p_link
             ORDER BY i.id LIMIT greatest(p_limit / 10, 50) FOR UPDATE SKIP LOCKED)
-        RETURNING o.id, o.op, o.keys, o.fields, o.enqueued_at),
+        RETURNING o.id, o.op, o.keys, o.fields, o.origin, o.enqueued_at),
     per_key AS (
         SELECT k AS key, max(m.id) AS newest, min(m.enqueued_at) AS first_at,
                bool_or(m.op IN ('upsert', 'delete')) AS whole,
                bool_or(m.op = 'writeback') AS wants_id,
+               bool_or(m.origin IS NULL) AS by_user,
                array_agg(DISTINCT f) FILTER (WHERE f IS NOT NULL) AS some_fields
         FROM moved m CROSS JOIN LATERAL unnest(m.keys) k LEFT JOIN LATERAL unnest(m.fields) f ON true
         GROUP BY k)
-    INSERT INTO @extschema@._pending AS p (link_id, local_key, seq, fields, writeback, enqueued_at)
-    SELECT p_link, key, newest, CASE WHEN whole THEN NULL ELSE coalesce(some_fields, '{}') END, wants_id, first_at
+    INSERT INTO @extschema@._pending AS p (link_id, local_key, seq, fields, writeback, user_edit, enqueued_at)
+    SELECT p_link, key, newest, CASE WHEN whole THEN NULL ELSE coalesce(some_fields, '{}') END, wants_id, by_user, first_at
     FROM per_key
     ON CONFLICT ON CONSTRAINT _pending_pkey DO UPDATE SET
         seq = EXCLUDED.seq,
         fields = CASE WHEN p.fields IS NULL OR EXCLUDED.fields IS NULL THEN NULL
                       ELSE ARRAY(SELECT DISTINCT x FROM unnest(p.fields || EXCLUDED.fields) x ORDER BY x) END,
         writeback = p.writeback OR EXCLUDED.writeback,
+        user_edit = p.user_edit OR EXCLUDED.user_edit,
         attempt = CASE WHEN p.failed THEN 0 ELSE p.attempt END,
         next_attempt = CASE WHEN p.failed THEN now() ELSE p.next_attempt END,
         failed = false;
@@ -110,8 +116,9 @@ BEGIN
             SELECT d.ctid FROM @extschema@._pending d
             WHERE d.link_id = p_link AND NOT d.failed AND NOT d.in_flight AND d.next_attempt <= now()
             ORDER BY d.seq LIMIT p_limit FOR UPDATE SKIP LOCKED))
-        RETURNING p.local_key, p.seq, p.fields, p.writeback, p.attempt)
-    SELECT t.local_key, t.seq, t.fields, t.writeback, t.attempt, r.remote_key, r.out_fingerprint, r.out_status
+        RETURNING p.local_key, p.seq, p.fields, p.writeback, p.attempt, p.user_edit)
+    SELECT t.local_key, t.seq, t.fields, t.writeback, t.attempt, r.remote_key, r.out_fingerprint, r.out_status,
+           t.user_edit, coalesce(r.in_at > r.out_at, false), coalesce(r.hop_times, '{}'), r.quarantined_at
     FROM taken t LEFT JOIN @extschema@._record r ON r.link_id = p_link AND r.local_key = t.local_key
     ORDER BY t.seq;
 END
@@ -137,23 +144,34 @@ $$;
 CREATE FUNCTION _settle(p_link bigint, p_keys text[], p_seqs bigint[], p_status text[], p_reasons text[],
                         p_attempts integer[], p_next_retry timestamptz[], p_remote_keys text[],
                         p_fingerprints text[], p_bases text[], p_gone boolean[],
-                        p_methods text[], p_http_status integer[], p_actions text[]) RETURNS void
+                        p_methods text[], p_http_status integer[], p_actions text[],
+                        p_hops text[]) RETURNS void
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM FROM @extschema@._link WHERE id = p_link FOR KEY SHARE;
     IF NOT FOUND THEN
         RETURN;  -- dropped meanwhile: nothing left to record
     END IF;
-    INSERT INTO @extschema@._record AS r (link_id, local_key, remote_key, created_by, base, out_fingerprint, out_status, out_at)
-    SELECT p_link, x.k, x.rk, 'local', x.b::jsonb, x.fp, x.st, now()
-    FROM unnest(p_keys, p_remote_keys, p_status, p_fingerprints, p_bases, p_gone) AS x(k, rk, st, fp, b, gone)
+    INSERT INTO @extschema@._record AS r (link_id, local_key, remote_key, created_by, base, out_fingerprint,
+                                          out_status, out_at, hop_times, quarantined_at, quarantine_reason)
+    SELECT p_link, x.k, x.rk, 'local', x.b::jsonb, x.fp, x.st, now(), coalesce(x.hops::bigint[], '{}'),
+           CASE WHEN x.st = 'quarantined' THEN now() END, CASE WHEN x.st = 'quarantined' THEN x.reason END
+    FROM unnest(p_keys, p_remote_keys, p_status, p_fingerprints, p_bases, p_gone, p_hops, p_reasons)
+        AS x(k, rk, st, fp, b, gone, hops, reason)
     WHERE NOT x.gone
     ON CONFLICT (link_id, local_key) DO UPDATE SET
         remote_key = coalesce(EXCLUDED.remote_key, r.remote_key),
         base = coalesce(EXCLUDED.base, r.base),
         out_fingerprint = coalesce(EXCLUDED.out_fingerprint, r.out_fingerprint),
         out_status = EXCLUDED.out_status,
-        out_at = EXCLUDED.out_at,
+        -- out_at is the last time something reached the remote: it tells the loop detector
+        -- whether an inbound write came after it.
+        out_at = CASE WHEN EXCLUDED.out_status = 'delivered' THEN EXCLUDED.out_at ELSE r.out_at END,
+        hop_times = CASE WHEN EXCLUDED.out_status IN ('delivered', 'quarantined') THEN EXCLUDED.hop_times ELSE r.hop_times END,
+        quarantined_at = CASE EXCLUDED.out_status WHEN 'quarantined' THEN coalesce(r.quarantined_at, now())
+                                                  WHEN 'delivered' THEN NULL ELSE r.quarantined_at END,
+        quarantine_reason = CASE EXCLUDED.out_status WHEN 'quarantined' THEN coalesce(r.quarantine_reason, EXCLUDED.quarantine_reason)
+                                                     WHEN 'delivered' THEN NULL ELSE r.quarantine_reason END,
         updated_at = now();
 
     DELETE FROM @extschema@._record r
@@ -212,7 +230,7 @@ CREATE FUNCTION _recover() RETURNS bigint
     SELECT count(*) FROM r
 $$;
 
-REVOKE ALL ON FUNCTION _claim(bigint, integer), _rows_by_key(regclass, name, text[]), _settle(bigint, text[], bigint[], text[], text[], integer[], timestamptz[], text[], text[], text[], boolean[], text[], integer[], text[]),
+REVOKE ALL ON FUNCTION _claim(bigint, integer), _rows_by_key(regclass, name, text[]), _settle(bigint, text[], bigint[], text[], text[], integer[], timestamptz[], text[], text[], text[], boolean[], text[], integer[], text[], text[]),
                        _store_remote_ids(regclass, name, name, jsonb), _recover() FROM PUBLIC;
 
 -- Stores a value for an auth header (a link names it with alter_link's auth_secret).
@@ -280,3 +298,25 @@ END
 $$;
 
 REVOKE ALL ON FUNCTION set_secret(text, text), retry_failed(text), backfill(text) FROM PUBLIC;
+
+-- Lifts the loop detector's quarantine of a record: it travels again at its next change.
+CREATE FUNCTION release(link text, local_key text) RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    l bigint;
+BEGIN
+    SELECT id INTO l FROM @extschema@._link WHERE name = link;
+    IF l IS NULL THEN
+        RAISE EXCEPTION 'link "%" does not exist', link USING ERRCODE = 'undefined_object',
+            HINT = 'See SELECT name FROM syncbridge.links;';
+    END IF;
+    UPDATE @extschema@._record r SET quarantined_at = NULL, quarantine_reason = NULL, hop_times = '{}', updated_at = now()
+    WHERE r.link_id = l AND r.local_key = release.local_key AND r.quarantined_at IS NOT NULL;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'record "%" of link "%" is not quarantined', local_key, link
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'See SELECT * FROM syncbridge.quarantine;';
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION release(text, text) FROM PUBLIC;

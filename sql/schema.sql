@@ -54,6 +54,11 @@ CREATE TABLE _record (
     in_status       text,
     in_at           timestamptz,
     updated_at      timestamptz NOT NULL DEFAULT now(),
+    -- Runtime loop detector: times (epoch seconds) of the round trips since the last user
+    -- edit, and the quarantine it imposed (lifted by a user edit or syncbridge.release()).
+    hop_times       bigint[] NOT NULL DEFAULT '{}',
+    quarantined_at  timestamptz,
+    quarantine_reason text,
     PRIMARY KEY (link_id, local_key)
 );
 CREATE UNIQUE INDEX _record_remote_key ON _record (link_id, remote_key) WHERE remote_key IS NOT NULL;

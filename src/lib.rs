@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod error;
 pub mod inbound;
 pub mod logic;
+pub mod observe;
 pub mod origin;
 pub mod outbound;
 mod pg_tests;
@@ -24,6 +25,7 @@ pgrx::extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
 pgrx::extension_sql_file!("../sql/capture.sql", name = "capture", requires = ["schema"]);
 pgrx::extension_sql_file!("../sql/inbound.sql", name = "inbound", requires = ["schema"]);
 pgrx::extension_sql_file!("../sql/outbound.sql", name = "outbound", requires = ["inbound"]);
+pgrx::extension_sql_file!("../sql/status.sql", name = "status", requires = ["outbound"]);
 pgrx::extension_sql_file!("../sql/views.sql", name = "views", finalize);
 
 #[pgrx::pg_guard]

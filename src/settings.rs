@@ -11,6 +11,12 @@ pub static NAPTIME_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
 /// Records claimed per link and round.
 pub static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(500);
 
+/// How long sync events are kept (minutes); the worker prunes older ones.
+pub static EVENTS_RETENTION_MIN: GucSetting<i32> = GucSetting::<i32>::new(7 * 24 * 60);
+/// The worker's own log lines: `debug` (every batch), `log` (summaries), `warning` (problems
+/// only). Each line names the link.
+pub static LOG_LEVEL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"warning"));
+
 pub fn init() {
     GucRegistry::define_string_guc(
         c"syncbridge.database",
@@ -40,6 +46,33 @@ pub fn init() {
         GucContext::Sighup,
         GucFlags::default(),
     );
+    GucRegistry::define_int_guc(
+        c"syncbridge.events_retention",
+        c"How long sync events are kept.",
+        c"The worker deletes older rows of syncbridge.events about once a minute; counters in metrics() are kept.",
+        &EVENTS_RETENTION_MIN,
+        1,
+        i32::MAX,
+        GucContext::Sighup,
+        GucFlags::UNIT_MIN,
+    );
+    GucRegistry::define_string_guc(
+        c"syncbridge.log_level",
+        c"What the pg_syncbridge worker writes to the server log: debug, log or warning.",
+        c"debug: every batch; log: start, stop, reloads and summaries; warning: problems only. Each line names its link.",
+        &LOG_LEVEL,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+}
+
+/// The worker's log threshold: 0 debug, 1 log, 2 warning.
+pub fn log_threshold() -> u8 {
+    match LOG_LEVEL.get().as_deref().map(|s| s.to_string_lossy().to_ascii_lowercase()).as_deref() {
+        Some("debug") => 0,
+        Some("log") | Some("info") => 1,
+        _ => 2,
+    }
 }
 
 /// The databases named in `syncbridge.database`.

@@ -120,6 +120,61 @@ impl HopWindow {
     pub fn count(&self) -> usize {
         self.hops.len()
     }
+
+    pub fn from_times(hops: Vec<i64>) -> Self {
+        Self { hops }
+    }
+
+    pub fn times(&self) -> &[i64] {
+        &self.hops
+    }
+}
+
+/// The loop detector's settings: more than `max_hops` hops within `window_secs` quarantine
+/// a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Detector {
+    pub max_hops: usize,
+    pub window_secs: i64,
+}
+
+impl Detector {
+    pub const DEFAULT: Self = Self { max_hops: 6, window_secs: 600 };
+}
+
+/// What the detector says about an outbound delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Travel {
+    /// Send it; `hops` is the record's window to keep afterwards.
+    Go { hops: HopWindow },
+    /// Quarantined (now or earlier): not sent until a user edit or `release`.
+    Quarantine { hops: HopWindow, reason: String },
+}
+
+/// Decides an outbound delivery for the loop detector. A delivery that carries a user edit
+/// starts afresh (and lifts a quarantine). One that does not, of a record that came back from
+/// the remote since its last delivery, is a round trip — two hops, out and back. A quarantined
+/// record stays so.
+pub fn detect(d: Detector, now: i64, hops: Vec<i64>, user_edit: bool, came_back: bool, quarantined: bool) -> Travel {
+    let mut w = HopWindow::from_times(hops);
+    if user_edit {
+        w.user_edit();
+        return Travel::Go { hops: w };
+    }
+    if quarantined {
+        let reason = "quarantined by the loop detector; a user edit or syncbridge.release() lifts it".to_string();
+        return Travel::Quarantine { hops: w, reason };
+    }
+    if came_back && (w.hop(now, d.max_hops, d.window_secs) | w.hop(now, d.max_hops, d.window_secs)) {
+        let reason = format!(
+            "loop detector: {} hops within {} s without a user edit (limit {})",
+            w.count(),
+            d.window_secs,
+            d.max_hops
+        );
+        return Travel::Quarantine { hops: w, reason };
+    }
+    Travel::Go { hops: w }
 }
 
 #[cfg(test)]
@@ -183,6 +238,45 @@ mod tests {
         for t in 0..100 {
             assert!(!slow.hop(t * 30, 5, 60));
         }
+    }
+
+    #[test]
+    fn round_trips_without_a_user_edit_are_quarantined() {
+        let d = Detector { max_hops: 6, window_secs: 600 };
+        let mut hops = Vec::new();
+        let mut trips = 0;
+        loop {
+            match detect(d, 1000 + trips, hops, false, true, false) {
+                Travel::Go { hops: h } => hops = h.times().to_vec(),
+                Travel::Quarantine { hops: h, reason } => {
+                    assert_eq!(h.count(), 8, "the fourth round trip makes 8 hops > 6");
+                    assert!(reason.contains("8 hops within 600 s"), "{reason}");
+                    break;
+                }
+            }
+            trips += 1;
+            assert!(trips < 10, "never tripped");
+        }
+        assert_eq!(trips, 3);
+    }
+
+    #[test]
+    fn user_edits_and_one_way_traffic_never_trip_the_detector() {
+        let d = Detector::DEFAULT;
+        let mut hops = Vec::new();
+        for t in 0..10_000 {
+            // Alternating: a local user edit, then a remote edit that came back.
+            let user = t % 2 == 0;
+            match detect(d, t, hops, user, !user, false) {
+                Travel::Go { hops: h } => hops = h.times().to_vec(),
+                other => panic!("tripped at {t}: {other:?}"),
+            }
+        }
+        // Link writes that did not come back (reflections, writebacks) are not round trips.
+        assert!(matches!(detect(d, 0, vec![1; 6], false, false, false), Travel::Go { .. }));
+        // A quarantined record stays so until a user edit.
+        assert!(matches!(detect(d, 0, vec![], false, false, true), Travel::Quarantine { .. }));
+        assert!(matches!(detect(d, 0, vec![1; 8], true, true, true), Travel::Go { hops } if hops.count() == 0));
     }
 
     #[test]

@@ -347,6 +347,9 @@ pub const EXTRA_SETTINGS: &[(&str, SettingType)] = &[
     ("concurrency", SettingType::PositiveInt),
     ("max_response_bytes", SettingType::PositiveInt),
     ("batch_result_pointer", SettingType::Pointer),
+    ("detector", SettingType::Bool),
+    ("detector_hops", SettingType::PositiveInt),
+    ("detector_window", SettingType::PositiveInt),
 ];
 
 /// Settings that map to a column of the link itself.

@@ -6,7 +6,7 @@ use crate::catalog::link::LinkRow;
 use crate::error::{OrRaise, Result};
 use crate::logic::delivery::{self, Shape};
 use crate::logic::fingerprint;
-use crate::logic::guards::{self, LastStatus, Outgoing};
+use crate::logic::guards::{self, detect, Detector, LastStatus, Outgoing, Travel};
 use crate::logic::link_spec::Guard;
 use crate::logic::mapping::LAST_TOUCH_COLUMN;
 use pgrx::prelude::*;
@@ -23,6 +23,10 @@ struct Claimed {
     remote_key: Option<String>,
     out_fingerprint: Option<String>,
     out_status: Option<String>,
+    user_edit: bool,
+    came_back: bool,
+    hop_times: Vec<i64>,
+    quarantined: bool,
 }
 
 /// Claims up to `limit` due records of `link` and returns the deliveries to send. Records
@@ -41,6 +45,10 @@ pub fn claim(link: &LinkRow, limit: i32) -> Result<Vec<Delivery>> {
                 remote_key: r.get(6)?,
                 out_fingerprint: r.get(7)?,
                 out_status: r.get(8)?,
+                user_edit: r.get(9)?.unwrap_or(false),
+                came_back: r.get(10)?.unwrap_or(false),
+                hop_times: r.get::<Vec<i64>>(11)?.unwrap_or_default(),
+                quarantined: r.get::<pgrx::datum::TimestampWithTimeZone>(12)?.is_some(),
             });
         }
         Ok(out)
@@ -57,6 +65,12 @@ pub fn claim(link: &LinkRow, limit: i32) -> Result<Vec<Delivery>> {
     let local_id_field = link.setting("local_id_field");
     let with_id = Shape { remote_key_field: &link.remote_key_field, local_id_field };
     let without_id = Shape { local_id_field: None, ..with_id };
+    let detector = (guards.contains(&Guard::Detector) || link.settings.get("detector") != Some(&Value::Bool(false)))
+        .then(|| Detector {
+            max_hops: link.number("detector_hops", Detector::DEFAULT.max_hops as u64) as usize,
+            window_secs: link.number("detector_window", Detector::DEFAULT.window_secs as u64) as i64,
+        });
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
 
     let mut deliveries = Vec::new();
     let mut stopped = Results::default();
@@ -75,6 +89,7 @@ pub fn claim(link: &LinkRow, limit: i32) -> Result<Vec<Delivery>> {
                     fingerprint: None,
                     base: None,
                     lookup: false,
+                    hops: None,
                 }),
                 None => stopped.push(
                     Outcome::stopped(
@@ -89,6 +104,21 @@ pub fn claim(link: &LinkRow, limit: i32) -> Result<Vec<Delivery>> {
                 ),
             }
             continue;
+        };
+        let hops = match detector.map(|d| detect(d, now, c.hop_times.clone(), c.user_edit, c.came_back, c.quarantined))
+        {
+            None => None,
+            Some(Travel::Go { hops }) => Some(hops.times().to_vec()),
+            Some(Travel::Quarantine { hops, reason }) => {
+                if !c.quarantined {
+                    pgrx::warning!("pg_syncbridge: link {}: record {} quarantined: {reason}", link.name, c.local_key);
+                }
+                let mut o = Outcome::stopped(&c.local_key, c.seq, attempt, "quarantined", &reason, None);
+                o.remote_key = c.remote_key.clone();
+                o.hops = Some(hops.times().to_vec());
+                stopped.push(o);
+                continue;
+            }
         };
         let whole = delivery::payload(row, map, without_id, None);
         let fp = fingerprint::of_record(&Value::Object(whole.clone()), &volatile);
@@ -130,6 +160,7 @@ pub fn claim(link: &LinkRow, limit: i32) -> Result<Vec<Delivery>> {
             body: Some(body),
             fingerprint: Some(fp),
             base: Some(whole),
+            hops,
         });
     }
     stopped.record(link.id);

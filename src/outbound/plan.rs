@@ -38,6 +38,8 @@ pub struct Delivery {
     pub base: Option<Map<String, Value>>,
     /// An earlier attempt of this create may have reached the remote: look it up first.
     pub lookup: bool,
+    /// The loop detector's hop times to keep once delivered.
+    pub hops: Option<Vec<i64>>,
 }
 
 /// A delivery and the remote's answer.

@@ -31,6 +31,8 @@ pub struct Outcome {
     /// The record no longer exists on either side: drop its id-map entry.
     pub gone: bool,
     pub detail: Option<Value>,
+    /// The loop detector's hop times (delivered or quarantined records).
+    pub hops: Option<Vec<i64>>,
 }
 
 impl Outcome {
@@ -47,6 +49,7 @@ impl Outcome {
             base: None,
             gone: false,
             detail: None,
+            hops: None,
         }
     }
 
@@ -94,7 +97,7 @@ impl Results {
         let http: Vec<Option<i32>> =
             o.iter().map(|x| x.detail.as_ref()?.get("http_status")?.as_i64().map(|n| n as i32)).collect();
         Spi::run_with_args(
-            "SELECT syncbridge._settle($1, $2, $3, $4, $5, $6, $7::timestamptz[], $8, $9, $10, $11, $12, $13, $14)",
+            "SELECT syncbridge._settle($1, $2, $3, $4, $5, $6, $7::timestamptz[], $8, $9, $10, $11, $12, $13, $14, $15)",
             &[
                 link_id.into(),
                 col(&|x| Some(x.local_key.clone())).into(),
@@ -110,6 +113,7 @@ impl Results {
                 detail("method").into(),
                 http.into(),
                 detail("action").into(),
+                col(&|x| x.hops.as_ref().map(|h| format!("{{{}}}", h.iter().map(i64::to_string).collect::<Vec<_>>().join(",")))).into(),
             ],
         )
         .or_raise();
@@ -155,6 +159,7 @@ pub fn settle(link: &LinkRow, sent: Vec<Sent>) -> Results {
         let mut o = Outcome::stopped(&d.local_key, d.seq, d.attempt, "delivered", "", d.fingerprint.clone());
         o.reason = None;
         o.remote_key = d.remote_key.clone();
+        o.hops = d.hops.clone();
         o.detail = Some(json!({"method": s.method, "http_status": s.answer.status, "action": d.action.name()}));
         match verdict {
             Verdict::Delivered(body) => {

@@ -52,11 +52,12 @@ pub struct Engine {
     clocks: HashMap<i64, Clock>,
     /// Run the next round at once (a full batch came back: more is probably waiting).
     again: bool,
+    next_prune: Option<Instant>,
 }
 
 impl Engine {
     pub fn new(transport: Transport<Done>) -> Self {
-        Self { transport, clients: HashMap::new(), clocks: HashMap::new(), again: false }
+        Self { transport, clients: HashMap::new(), clocks: HashMap::new(), again: false, next_prune: None }
     }
 
     pub fn run(&mut self) {
@@ -71,7 +72,7 @@ impl Engine {
                     if found {
                         let n = spi_opt::<i64>("SELECT syncbridge._recover()", &[]).or_raise().unwrap_or(0);
                         if n > 0 {
-                            log!("pg_syncbridge: {n} deliveries cut off by a restart are due again");
+                            say(Level::Log, None, &format!("{n} deliveries cut off by a restart are due again"));
                         }
                     }
                     found
@@ -79,9 +80,10 @@ impl Engine {
                 .unwrap_or(false);
             }
             if installed {
+                self.prune();
                 self.collect();
                 if let Err(e) = in_transaction(|| self.dispatch()) {
-                    pgrx::warning!("pg_syncbridge: {e}");
+                    say(Level::Warning, None, &e);
                     installed = false;
                 }
             }
@@ -92,12 +94,30 @@ impl Engine {
             }
             if BackgroundWorker::sighup_received() {
                 unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+                // Lifecycle lines (start, stop, reload) are always written.
                 log!(
-                    "pg_syncbridge: settings reloaded (naptime {} ms, batch_size {})",
+                    "pg_syncbridge: settings reloaded (naptime {} ms, batch_size {}, log_level {})",
                     settings::NAPTIME_MS.get(),
-                    settings::BATCH_SIZE.get()
+                    settings::BATCH_SIZE.get(),
+                    ["debug", "log", "warning"][settings::log_threshold() as usize]
                 );
             }
+        }
+    }
+
+    /// Deletes events older than `syncbridge.events_retention`, about once a minute.
+    fn prune(&mut self) {
+        if self.next_prune.is_some_and(|t| t > Instant::now()) {
+            return;
+        }
+        self.next_prune = Some(Instant::now() + Duration::from_secs(60));
+        let minutes = settings::EVENTS_RETENTION_MIN.get();
+        match in_transaction(|| {
+            spi_opt::<i64>("SELECT syncbridge._prune_events(make_interval(mins => $1))", &[minutes.into()]).or_raise()
+        }) {
+            Ok(Some(n)) if n > 0 => say(Level::Log, None, &format!("pruned {n} events older than {minutes} minutes")),
+            Ok(_) => {}
+            Err(e) => say(Level::Warning, None, &format!("pruning events: {e}")),
         }
     }
 
@@ -232,7 +252,7 @@ impl Engine {
         .ok()
         .flatten()
         .unwrap_or_else(|| format!("#{link_id}"));
-        pgrx::warning!("pg_syncbridge: link {name}: {message}");
+        say(Level::Warning, Some(&name), message);
     }
 }
 
@@ -263,9 +283,11 @@ fn settle_batch(link_id: i64, sent: Vec<Sent>) -> Result<Option<Duration>, Strin
                 )
                 .or_raise();
             }
-            if failed > 0 {
-                debug1!("pg_syncbridge: link {}: {failed} of {} deliveries failed", link.name, r.len());
-            }
+            say(
+                if failed > 0 { Level::Log } else { Level::Debug },
+                Some(&link.name),
+                &format!("{delivered} of {} deliveries delivered, {failed} failed", r.len()),
+            );
             r.next_retry
         }
         None => None,
@@ -290,6 +312,31 @@ fn apply_pull(link_id: i64, result: Result<Pulled, String>) -> Result<(), String
         Some(link) if !link.paused => pull::apply(&link, pulled).map(|_| ()).map_err(|e| e.to_string()),
         _ => Ok(()),
     })?
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Debug = 0,
+    Log = 1,
+    Warning = 2,
+}
+
+/// A worker log line, with the link it is about, if it passes `syncbridge.log_level`.
+/// Warnings always go out as WARNING; lines below it go out as LOG so that the server's own
+/// log_min_messages does not hide what the setting asked for.
+pub fn say(level: Level, link: Option<&str>, message: &str) {
+    if (level as u8) < settings::log_threshold() {
+        return;
+    }
+    let line = match link {
+        Some(name) => format!("pg_syncbridge: link {name}: {message}"),
+        None => format!("pg_syncbridge: {message}"),
+    };
+    if level == Level::Warning {
+        pgrx::warning!("{line}");
+    } else {
+        log!("{line}");
+    }
 }
 
 /// Runs `f` in a transaction of its own; an ERROR inside rolls it back and comes back as text

@@ -22,7 +22,7 @@ SELECT count(*) FROM syncbridge._claim(:crm, 10);
 -- Record 1 delivered (created as remote id r-1); record 2 failed, retry in a minute.
 SELECT syncbridge._settle(:crm, '{1,2}', (SELECT array_agg(seq ORDER BY local_key) FROM syncbridge._pending),
     '{delivered,failed}', '{NULL,"HTTP 503"}', '{1,1}', ARRAY[NULL, now() + interval '1 minute'],
-    '{r-1,NULL}', '{fp1,fp2}', ARRAY['{"name": "a3"}', NULL], '{f,f}', '{POST,POST}', '{201,503}', '{create,create}');
+    '{r-1,NULL}', '{fp1,fp2}', ARRAY['{"name": "a3"}', NULL], '{f,f}', '{POST,POST}', '{201,503}', '{create,create}', '{NULL,NULL}');
 SELECT local_key, remote_key, out_status, base FROM syncbridge._record ORDER BY local_key;
 SELECT local_key, in_flight, failed, attempt, next_attempt > now() AS later, last_error FROM syncbridge._pending;
 SELECT local_key, status, reason, attempt, next_retry IS NOT NULL AS has_retry, detail FROM syncbridge.events ORDER BY local_key;
@@ -34,13 +34,13 @@ UPDATE accounts SET name = 'b2' WHERE id = 2;
 SELECT syncbridge._flush_capture();
 SELECT count(*) FROM syncbridge._claim(:crm, 10);  -- merges the edit, claims nothing new
 SELECT syncbridge._settle(:crm, '{2}', (SELECT array_agg(seq - 1) FROM syncbridge._pending WHERE local_key = '2'),
-    '{delivered}', '{NULL}', '{2}', '{NULL}', '{r-2}', '{fp2}', ARRAY['{"name": "b"}'], '{f}', '{POST}', '{201}', '{create}');
+    '{delivered}', '{NULL}', '{2}', '{NULL}', '{r-2}', '{fp2}', ARRAY['{"name": "b"}'], '{f}', '{POST}', '{201}', '{create}', '{NULL}');
 SELECT local_key, in_flight, failed, attempt FROM syncbridge._pending;
 
 -- Dead-lettered (no retry time), then queued again by hand.
 SELECT local_key FROM syncbridge._claim(:crm, 10);
 SELECT syncbridge._settle(:crm, '{2}', (SELECT array_agg(seq) FROM syncbridge._pending WHERE local_key = '2'),
-    '{failed}', '{"HTTP 422: name is taken"}', '{1}', '{NULL}', '{r-2}', '{fp3}', '{NULL}', '{f}', '{PATCH}', '{422}', '{update}');
+    '{failed}', '{"HTTP 422: name is taken"}', '{1}', '{NULL}', '{r-2}', '{fp3}', '{NULL}', '{f}', '{PATCH}', '{422}', '{update}', '{NULL}');
 SELECT local_key, failed, last_error FROM syncbridge._pending;
 SELECT count(*) FROM syncbridge._claim(:crm, 10);
 SELECT syncbridge.retry_failed('crm');
@@ -50,7 +50,7 @@ SELECT syncbridge.retry_failed('nope');
 
 -- A deleted record, delivered: its id-map entry goes.
 SELECT syncbridge._settle(:crm, '{2}', (SELECT array_agg(seq) FROM syncbridge._pending WHERE local_key = '2'),
-    '{delivered}', '{deleted}', '{1}', '{NULL}', '{r-2}', '{NULL}', '{NULL}', '{t}', '{DELETE}', '{204}', '{delete}');
+    '{delivered}', '{deleted}', '{1}', '{NULL}', '{r-2}', '{NULL}', '{NULL}', '{t}', '{DELETE}', '{204}', '{delete}', '{NULL}');
 SELECT local_key FROM syncbridge._record ORDER BY 1;
 SELECT count(*) AS pending FROM syncbridge._pending;
 
@@ -66,6 +66,31 @@ CREATE TABLE inbound_only (id int PRIMARY KEY);
 SELECT syncbridge.create_link('in_only', 'inbound_only', 'https://api.example.com', 'x', direction => 'inbound') > 0;
 SELECT syncbridge.backfill('in_only');
 \echo :LAST_ERROR_SQLSTATE
+
+-- What operators see: link_status, the quarantine and its release, explain(), metrics().
+SELECT link, state, queue_depth, dead_letters, in_flight, quarantined, total FROM syncbridge.link_status WHERE link = 'crm';
+UPDATE syncbridge._record SET quarantined_at = now(), quarantine_reason = 'loop detector: 8 hops within 600 s', hop_times = '{1,1,2,2,3,3,4,4}'
+WHERE local_key = '1';
+SELECT link, local_key, remote_key, reason, hops FROM syncbridge.quarantine;
+SELECT syncbridge.explain('crm', '1') -> 'outbound' AS outbound;
+SELECT syncbridge.release('crm', '1');
+SELECT count(*) AS still_quarantined FROM syncbridge.quarantine;
+SELECT syncbridge.release('crm', '1');
+\echo :LAST_ERROR_SQLSTATE
+SELECT syncbridge.release('nope', '1');
+\echo :LAST_ERROR_SQLSTATE
+SELECT e - 'fingerprint' - 'payload' - 'record_state' - 'last_events' - 'pending' AS explained
+FROM syncbridge.explain('crm', '1') e;
+SELECT syncbridge.explain('crm', '99999') -> 'outbound' AS missing_row;
+SELECT syncbridge.explain('nope', '1');
+\echo :LAST_ERROR_SQLSTATE
+SELECT line FROM regexp_split_to_table(syncbridge.metrics(), E'\n') AS line
+WHERE line ~ '^(# TYPE|syncbridge_events_total|syncbridge_queue_depth|syncbridge_dead_letters)';
+-- Old events are pruned; the counters behind metrics() stay.
+UPDATE syncbridge._event SET at = now() - interval '8 days' WHERE local_key = '2';
+SELECT syncbridge._prune_events(interval '7 days') AS pruned;
+SELECT local_key, status FROM syncbridge.events ORDER BY id;
+SELECT direction, status, n FROM syncbridge._counter ORDER BY 1, 2;
 
 -- Dropping a link takes its pending records and id map along.
 SELECT count(*) AS claimed FROM syncbridge._claim(:crm, 5);
