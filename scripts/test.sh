@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine of this kind, as root:
 #   lint → unit tests (pure logic) → in-database tests (cargo pgrx test) → install →
-#   pg_regress (SQL surface) → end-to-end tests against a running cluster.
+#   pg_regress (SQL surface) → docs examples → end-to-end tests against a running cluster.
 # Installs what it needs first (scripts/setup.sh is idempotent).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,12 +33,16 @@ bash scripts/install.sh
 step "pg_regress (tests/pg_regress)"
 bash scripts/regress.sh 2>&1 | tee "$log/regress.txt"
 
+step "docs: every SQL example in docs/*.md"
+bash scripts/docs.sh 2>&1 | tee "$log/docs.txt"
+
 step "end-to-end tests (tests/e2e against a running cluster)"
 bash scripts/e2e.sh 2>&1 | tee "$log/e2e.txt"
 
 # One closing line for the whole suite.
 passed=$(cat "$log"/unit.txt "$log"/pgtest.txt "$log"/e2e.txt | sed -n 's/^test result: ok\. \([0-9]*\) passed.*/\1/p' | awk '{s+=$1} END {print s+0}')
 regress=$(sed -n 's/.*All \([0-9]*\) tests passed.*/\1/p; s/^# All \([0-9]*\) tests passed.*/\1/p' "$log/regress.txt" | head -1)
-total=$((passed + ${regress:-0}))
+docs=$(sed -n 's/^docs: \([0-9]*\) passed.*/\1/p' "$log/docs.txt")
+total=$((passed + ${regress:-0} + ${docs:-0}))
 rm -rf "$log"
 printf '\nsuite: %d passed, 0 failed\n' "$total"
