@@ -65,47 +65,26 @@ $$;
 CREATE TRIGGER _link_deleted AFTER DELETE ON _link FOR EACH ROW EXECUTE FUNCTION _link_deleted();
 SELECT pg_catalog.pg_extension_config_dump('_link_state', '');
 
--- Moves the link's outbox entries into _pending (merging per record), then takes up to
--- p_limit records that are due, marks them in flight and counts the attempt. Returns them
--- with their id-map state, oldest change first. The attempt is committed before anything is
--- sent, so after a crash the worker knows a create may have reached the remote already.
+-- Takes up to p_limit records that are due: first those already pending (retries, records
+-- edited while in flight), oldest change first; then, with the room left, records fresh from
+-- the outbox, which are inserted into _pending already in flight (one write each: this is
+-- the path of every change). Outbox entries of records already pending are merged into their
+-- row instead. Marks what it takes in flight and counts the attempt, committed before
+-- anything is sent: after a crash the worker knows a create may have reached the remote.
+-- Returns the records with their id-map state.
 CREATE FUNCTION _claim(p_link bigint, p_limit integer)
     RETURNS TABLE (local_key text, seq bigint, fields text[], writeback boolean, attempt integer,
                    remote_key text, out_fingerprint text, out_status text, user_edit boolean,
                    came_back boolean, hop_times bigint[], quarantined_at timestamptz)
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    room integer;
 BEGIN
     -- What a foreign key would do per row, once: a concurrent drop_link waits for us.
     PERFORM FROM @extschema@._link WHERE id = p_link FOR KEY SHARE;
     IF NOT FOUND THEN
         RETURN;
     END IF;
-    WITH moved AS (
-        DELETE FROM @extschema@.outbox o
-        WHERE o.link_id = p_link AND o.id IN (
-            SELECT i.id FROM @extschema@.outbox i WHERE i.link_id = p_link
-            ORDER BY i.id LIMIT greatest(p_limit / 10, 50) FOR UPDATE SKIP LOCKED)
-        RETURNING o.id, o.op, o.keys, o.fields, o.origin, o.enqueued_at),
-    per_key AS (
-        SELECT k AS key, max(m.id) AS newest, min(m.enqueued_at) AS first_at,
-               bool_or(m.op IN ('upsert', 'delete')) AS whole,
-               bool_or(m.op = 'writeback') AS wants_id,
-               bool_or(m.origin IS NULL) AS by_user,
-               array_agg(DISTINCT f) FILTER (WHERE f IS NOT NULL) AS some_fields
-        FROM moved m CROSS JOIN LATERAL unnest(m.keys) k LEFT JOIN LATERAL unnest(m.fields) f ON true
-        GROUP BY k)
-    INSERT INTO @extschema@._pending AS p (link_id, local_key, seq, fields, writeback, user_edit, enqueued_at)
-    SELECT p_link, key, newest, CASE WHEN whole THEN NULL ELSE coalesce(some_fields, '{}') END, wants_id, by_user, first_at
-    FROM per_key
-    ON CONFLICT ON CONSTRAINT _pending_pkey DO UPDATE SET
-        seq = EXCLUDED.seq,
-        fields = CASE WHEN p.fields IS NULL OR EXCLUDED.fields IS NULL THEN NULL
-                      ELSE ARRAY(SELECT DISTINCT x FROM unnest(p.fields || EXCLUDED.fields) x ORDER BY x) END,
-        writeback = p.writeback OR EXCLUDED.writeback,
-        user_edit = p.user_edit OR EXCLUDED.user_edit,
-        attempt = CASE WHEN p.failed THEN 0 ELSE p.attempt END,
-        next_attempt = CASE WHEN p.failed THEN now() ELSE p.next_attempt END,
-        failed = false;
 
     -- By ctid: whatever the planner thinks of _pending's size (it changes fast), this is a
     -- TID scan, not a join.
@@ -120,6 +99,55 @@ BEGIN
     SELECT t.local_key, t.seq, t.fields, t.writeback, t.attempt, r.remote_key, r.out_fingerprint, r.out_status,
            t.user_edit, coalesce(r.in_at > r.out_at, false), coalesce(r.hop_times, '{}'), r.quarantined_at
     FROM taken t LEFT JOIN @extschema@._record r ON r.link_id = p_link AND r.local_key = t.local_key
+    ORDER BY t.seq;
+    GET DIAGNOSTICS room = ROW_COUNT;
+    room := p_limit - room;
+    IF room <= 0 THEN
+        RETURN;
+    END IF;
+
+    RETURN QUERY
+    WITH moved AS (
+        DELETE FROM @extschema@.outbox o
+        WHERE o.link_id = p_link AND o.id IN (
+            -- Entries in order until they hold about `room` keys (an entry holds up to 1,000).
+            SELECT c.id FROM (
+                SELECT i.id, sum(cardinality(i.keys)) OVER (ORDER BY i.id) - cardinality(i.keys) AS before
+                FROM (SELECT j.id, j.keys FROM @extschema@.outbox j WHERE j.link_id = p_link
+                      ORDER BY j.id LIMIT room FOR UPDATE SKIP LOCKED) i) c
+            WHERE c.before < room)
+        RETURNING o.id, o.op, o.keys, o.fields, o.origin, o.enqueued_at),
+    per_key AS (
+        SELECT k AS key, max(m.id) AS newest, min(m.enqueued_at) AS first_at,
+               bool_or(m.op IN ('upsert', 'delete')) AS whole,
+               bool_or(m.op = 'writeback') AS wants_id,
+               bool_or(m.origin IS NULL) AS by_user,
+               array_agg(DISTINCT f) FILTER (WHERE f IS NOT NULL) AS some_fields
+        FROM moved m CROSS JOIN LATERAL unnest(m.keys) k LEFT JOIN LATERAL unnest(m.fields) f ON true
+        GROUP BY k),
+    ranked AS (
+        SELECT pk.*, row_number() OVER (ORDER BY pk.newest) <= room AS take FROM per_key pk),
+    merged AS (
+        INSERT INTO @extschema@._pending AS p (link_id, local_key, seq, fields, writeback, user_edit, enqueued_at,
+                                               in_flight, attempt)
+        SELECT p_link, key, newest, CASE WHEN whole THEN NULL ELSE coalesce(some_fields, '{}') END, wants_id, by_user,
+               first_at, take, take::int
+        FROM ranked
+        ON CONFLICT ON CONSTRAINT _pending_pkey DO UPDATE SET
+            seq = EXCLUDED.seq,
+            fields = CASE WHEN p.fields IS NULL OR EXCLUDED.fields IS NULL THEN NULL
+                          ELSE ARRAY(SELECT DISTINCT x FROM unnest(p.fields || EXCLUDED.fields) x ORDER BY x) END,
+            writeback = p.writeback OR EXCLUDED.writeback,
+            user_edit = p.user_edit OR EXCLUDED.user_edit,
+            attempt = CASE WHEN p.failed THEN 0 ELSE p.attempt END,
+            next_attempt = CASE WHEN p.failed THEN now() ELSE p.next_attempt END,
+            failed = false
+        -- xmax = 0: a row this statement inserted (not one it merged into).
+        RETURNING p.local_key, p.seq, p.fields, p.writeback, p.attempt, p.user_edit, p.in_flight AND p.xmax = 0 AS fresh)
+    SELECT t.local_key, t.seq, t.fields, t.writeback, t.attempt, r.remote_key, r.out_fingerprint, r.out_status,
+           t.user_edit, coalesce(r.in_at > r.out_at, false), coalesce(r.hop_times, '{}'), r.quarantined_at
+    FROM merged t LEFT JOIN @extschema@._record r ON r.link_id = p_link AND r.local_key = t.local_key
+    WHERE t.fresh
     ORDER BY t.seq;
 END
 $$;

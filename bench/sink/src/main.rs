@@ -9,7 +9,8 @@
 //!       records/s: the ceiling of one client against this sink on this machine.
 //!   syncbridge-bench-sink latency PORT CONNINFO TABLE RATE SECONDS
 //!       Serves a sink at PORT and commits single-row INSERTs into TABLE at RATE per second;
-//!       prints the commit → remote latencies (the row's id travels as local_id).
+//!       prints the commit → remote latencies, timed from the start of each autocommitted
+//!       INSERT (the row's id travels as local_id).
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -152,9 +153,12 @@ fn latency(sink: Arc<Sink>, conninfo: &str, table: &str, rate: u64, seconds: u64
         if let Some(wait) = due.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
         }
+        // Timed from before the statement: the worker is woken inside the commit, and may
+        // deliver before the client even hears that its commit is done.
+        let sent = Instant::now();
         let row = client.query_one(&insert, &[&format!("row {i}")]).expect("insert");
         let id: i64 = row.get(0);
-        committed.push((id, Instant::now()));
+        committed.push((id, sent));
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
