@@ -228,4 +228,116 @@ mod tests {
         Spi::run("INSERT INTO accounts (id, name) VALUES (1, 'Ada')").unwrap();
         assert!(outbox().is_empty());
     }
+
+    fn crm() -> crate::catalog::link::LinkRow {
+        crate::catalog::link::LinkRow::load_all().unwrap().into_iter().find(|l| l.name == "crm").unwrap()
+    }
+
+    /// Claims, then settles every delivery with the same answer (as the worker would after
+    /// the network).
+    fn round(status: u16, body: &str) -> Vec<crate::outbound::plan::Delivery> {
+        use crate::logic::delivery::Answer;
+        use crate::outbound::{claim, plan::Sent, settle};
+        crate::capture::buffer::flush();
+        let link = crm();
+        let deliveries = claim::claim(&link, 100).unwrap();
+        let sent = deliveries
+            .iter()
+            .map(|d| Sent {
+                delivery: d.clone(),
+                answer: Answer { status: Some(status), body: body.into(), ..Default::default() },
+                found_id: None,
+                method: "TEST",
+            })
+            .collect();
+        settle::settle(&link, sent);
+        deliveries
+    }
+
+    fn status_of(key: &str) -> Option<String> {
+        Spi::get_one_with_args::<String>(
+            "SELECT status FROM syncbridge.events WHERE local_key = $1 ORDER BY id DESC LIMIT 1",
+            &[key.into()],
+        )
+        .unwrap()
+    }
+
+    #[pg_test]
+    fn a_delivery_creates_then_updates_and_the_same_content_is_blocked() {
+        use crate::outbound::plan::Action;
+        setup_accounts();
+        Spi::run("INSERT INTO accounts (id, name) VALUES (1, 'Ada')").unwrap();
+        let first = round(201, r#"{"id": "c-1"}"#);
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].action, Action::Create);
+        assert_eq!(first[0].body.as_ref().unwrap().get("name"), Some(&serde_json::json!("Ada")));
+        assert!(first[0].body.as_ref().unwrap().get("id").is_none(), "the local id is not the remote's id");
+        let remote = Spi::get_one::<String>("SELECT remote_key FROM syncbridge._record WHERE local_key = '1'").unwrap();
+        assert_eq!(remote.as_deref(), Some("c-1"));
+
+        Spi::run("UPDATE accounts SET name = 'Ada L.' WHERE id = 1").unwrap();
+        let second = round(200, "{}");
+        assert_eq!((second[0].action, second[0].remote_key.as_deref()), (Action::Update, Some("c-1")));
+
+        // Back and forth to the delivered content: the fingerprint guard stops it.
+        Spi::run("UPDATE accounts SET name = 'x' WHERE id = 1; UPDATE accounts SET name = 'Ada L.' WHERE id = 1")
+            .unwrap();
+        assert!(round(200, "{}").is_empty());
+        assert_eq!(status_of("1").as_deref(), Some("blocked"));
+        let pending = Spi::get_one::<i64>("SELECT count(*) FROM syncbridge._pending").unwrap();
+        assert_eq!(pending, Some(0), "nothing is left waiting");
+    }
+
+    #[pg_test]
+    fn a_failure_is_retried_later_and_a_refusal_is_dead_lettered() {
+        setup_accounts();
+        Spi::run("INSERT INTO accounts (id, name) VALUES (1, 'Ada'), (2, 'Bob')").unwrap();
+        round(503, "busy");
+        let retry = Spi::get_one::<bool>(
+            "SELECT bool_and(NOT failed AND NOT in_flight AND next_attempt > now() AND last_error = 'HTTP 503: busy') FROM syncbridge._pending",
+        )
+        .unwrap();
+        assert_eq!(retry, Some(true));
+        assert!(round(201, r#"{"id": 9}"#).is_empty(), "not due yet");
+        Spi::run("UPDATE syncbridge._pending SET next_attempt = now()").unwrap();
+        round(422, r#"{"message": "name is taken"}"#);
+        let dead = Spi::get_one::<i64>(
+            "SELECT count(*) FROM syncbridge._pending WHERE failed AND last_error = 'HTTP 422: name is taken'",
+        )
+        .unwrap();
+        assert_eq!(dead, Some(2));
+        let attempts = Spi::get_one::<i32>("SELECT max(attempt) FROM syncbridge.events").unwrap();
+        assert_eq!(attempts, Some(2));
+    }
+
+    #[pg_test]
+    fn the_loop_detector_quarantines_a_record_that_keeps_coming_back() {
+        setup_accounts();
+        Spi::run("SELECT syncbridge.alter_link('crm', '{\"detector_hops\": 4}')").unwrap();
+        Spi::run("INSERT INTO accounts (id, name) VALUES (1, 'Ada')").unwrap();
+        round(201, r#"{"id": "c-1"}"#);
+        // The remote sends it back changed, the link writes it, and that write travels out
+        // again (no context guard here): a round trip without a user edit, again and again.
+        Spi::run("SELECT syncbridge.alter_link('crm', '{\"loop_guards\": [\"fingerprint\"]}')").unwrap();
+        let mut trips = 0;
+        while status_of("1").as_deref() != Some("quarantined") {
+            trips += 1;
+            assert!(trips <= 5, "never quarantined");
+            Spi::run("UPDATE syncbridge._record SET in_at = clock_timestamp() + interval '1 hour'").unwrap();
+            origin::with_origin("crm", || {
+                Spi::run_with_args("UPDATE accounts SET name = $1 WHERE id = 1", &[format!("stamp {trips}").into()])
+                    .unwrap()
+            });
+            round(200, "{}");
+        }
+        assert_eq!(trips, 3, "the third round trip makes 6 hops > 4");
+        let q = Spi::get_one::<String>("SELECT reason FROM syncbridge.quarantine").unwrap().unwrap();
+        assert!(q.contains("hops within 600 s"), "{q}");
+        // Quarantined: further link writes stay home; a user edit lets it go again.
+        origin::with_origin("crm", || Spi::run("UPDATE accounts SET name = 'stamp 9' WHERE id = 1").unwrap());
+        assert!(round(200, "{}").is_empty());
+        Spi::run("UPDATE accounts SET name = 'fixed by a user' WHERE id = 1").unwrap();
+        assert_eq!(round(200, "{}").len(), 1);
+        assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM syncbridge.quarantine").unwrap(), Some(0));
+    }
 }
