@@ -94,7 +94,7 @@ sql <<'SQL'
 \pset footer off
 WITH e AS (
     SELECT id, at, direction, local_key, remote_key, status, coalesce(reason, '') AS reason,
-           detail->>'method' AS method,
+           nullif(concat_ws(' ', detail->>'method', CASE WHEN detail->>'action' IN ('writeback', 'reflect') THEN detail->>'action' END), '') AS method,
            CASE WHEN status IN ('blocked', 'ignored') THEN 0 ELSE id END AS run
     FROM syncbridge.events)
 SELECT to_char(min(at), 'HH24:MI:SS.MS') AS at,

@@ -85,6 +85,7 @@ pub fn claim(link: &LinkRow, limit: i32) -> Result<Vec<Delivery>> {
                     attempt,
                     remote_key: Some(remote_key),
                     action: Action::Delete,
+                    purpose: "delete",
                     body: None,
                     fingerprint: None,
                     base: None,
@@ -139,16 +140,14 @@ pub fn claim(link: &LinkRow, limit: i32) -> Result<Vec<Delivery>> {
                 continue;
             }
         }
-        let (action, body) = match (&c.remote_key, &c.fields) {
-            (None, _) => (Action::Create, delivery::payload(row, map, with_id, None)),
-            (Some(_), Some(fields)) => {
-                let shape = if c.writeback { with_id } else { without_id };
-                (Action::Update, delivery::payload(row, map, shape, Some(fields)))
+        let shape = if c.writeback { with_id } else { without_id };
+        let (action, purpose, body) = match (&c.remote_key, &c.fields) {
+            (None, _) => (Action::Create, "create", delivery::payload(row, map, with_id, None)),
+            (Some(_), Some(fields)) if fields.is_empty() => {
+                (Action::Update, "writeback", delivery::payload(row, map, shape, Some(fields)))
             }
-            (Some(_), None) => {
-                let shape = if c.writeback { with_id } else { without_id };
-                (Action::Update, delivery::payload(row, map, shape, None))
-            }
+            (Some(_), Some(fields)) => (Action::Update, "reflect", delivery::payload(row, map, shape, Some(fields))),
+            (Some(_), None) => (Action::Update, "update", delivery::payload(row, map, shape, None)),
         };
         deliveries.push(Delivery {
             local_key: c.local_key,
@@ -157,6 +156,7 @@ pub fn claim(link: &LinkRow, limit: i32) -> Result<Vec<Delivery>> {
             lookup: action == Action::Create && attempt > 1,
             remote_key: c.remote_key,
             action,
+            purpose,
             body: Some(body),
             fingerprint: Some(fp),
             base: Some(whole),

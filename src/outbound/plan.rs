@@ -32,6 +32,9 @@ pub struct Delivery {
     pub attempt: u32,
     pub remote_key: Option<String>,
     pub action: Action,
+    /// Why it travels: create, update, delete, reflect (fields the local write added) or
+    /// writeback (the local id, for the remote); shown in its event.
+    pub purpose: &'static str,
     pub body: Option<Map<String, Value>>,
     /// Fingerprint and base snapshot of the whole record as sent (not for deletes).
     pub fingerprint: Option<String>,

@@ -160,7 +160,7 @@ pub fn settle(link: &LinkRow, sent: Vec<Sent>) -> Results {
         o.reason = None;
         o.remote_key = d.remote_key.clone();
         o.hops = d.hops.clone();
-        o.detail = Some(json!({"method": s.method, "http_status": s.answer.status, "action": d.action.name()}));
+        o.detail = Some(json!({"method": s.method, "http_status": s.answer.status, "action": d.purpose}));
         match verdict {
             Verdict::Delivered(body) => {
                 if d.action == Action::Delete {
