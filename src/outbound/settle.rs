@@ -81,6 +81,11 @@ impl Results {
         self.outcomes.is_empty()
     }
 
+    /// The reason of the first failure, if any.
+    pub fn first_failure(&self) -> Option<&str> {
+        self.outcomes.iter().find(|o| o.status == "failed").and_then(|o| o.reason.as_deref())
+    }
+
     pub fn count(&self, status: &str) -> usize {
         self.outcomes.iter().filter(|o| o.status == status).count()
     }

@@ -282,6 +282,14 @@ fn settle_batch(link_id: i64, sent: Vec<Sent>) -> Result<Option<Duration>, Strin
                     &[link_id.into()],
                 )
                 .or_raise();
+            } else if let Some(reason) = r.first_failure() {
+                // Nothing got through: the link is failing, and link_status says why.
+                Spi::run_with_args(
+                    "INSERT INTO syncbridge._link_state AS s (link_id, last_error, last_error_at) VALUES ($1, $2, now()) \
+                     ON CONFLICT (link_id) DO UPDATE SET last_error = EXCLUDED.last_error, last_error_at = now()",
+                    &[link_id.into(), reason.into()],
+                )
+                .or_raise();
             }
             say(
                 if failed > 0 { Level::Log } else { Level::Debug },
