@@ -196,8 +196,9 @@ fn the_detector_quarantines_a_link_that_is_not_deterministic() {
                 if let Some(r) = list.as_array().and_then(|l| l.first()) {
                     let mut content = r.clone();
                     content.as_object_mut().unwrap().remove("remote_stamp");
-                    if content.to_string() != seen {
-                        seen = content.to_string();
+                    let text = content.to_string();
+                    if text != seen {
+                        seen = text;
                         let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros();
                         ureq::patch(&format!("{url}/stamped/{}", r["id"]))
                             .send_json(json!({"remote_stamp": t.to_string()}))
