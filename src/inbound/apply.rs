@@ -4,12 +4,9 @@
 use super::{subxact, Batch, Row};
 use crate::capture::enqueue::{enqueue, enqueue_with_fields, Op};
 use crate::error::{spi_opt, OrRaise};
-use crate::logic::canonical;
-use crate::logic::contention::{self, Context, FieldState};
-use crate::logic::fingerprint;
-use crate::logic::guards::{self, LastStatus};
+use crate::logic::decide::{decide, settle, Decided, Decision, State};
+use crate::logic::guards::Stop;
 use crate::logic::inbound::{self, Incoming};
-use crate::logic::link_spec::{Guard, Side};
 use crate::origin;
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -53,73 +50,43 @@ impl Batch {
         .or_raise()
         .map(|j| j.0)
         .unwrap_or(Value::Null);
-        let paired_key = state["local_key"].as_str().map(str::to_owned).or_else(|| inc.local_id.clone());
+        let text = |name: &str| state[name].as_str().map(str::to_owned);
+        let state = State {
+            local_key: text("local_key"),
+            created_by: text("created_by"),
+            base: state["base"].as_object().cloned(),
+            in_fingerprint: text("in_fingerprint"),
+            in_status: text("in_status"),
+        };
+        let paired_key = state.local_key.clone().or_else(|| inc.local_id.clone());
         let local_row = paired_key.as_deref().and_then(|k| self.row_json(k));
         let local_key = local_row.as_ref().and(paired_key);
 
-        let volatile: Vec<&str> = self.map.fields.iter().filter(|f| f.volatile).map(|f| f.remote.as_str()).collect();
-        let fp = fingerprint::of_record(&Value::Object(inc.fields.clone()), &volatile);
-        if inc.deleted {
-            return self.apply_delete(inc, local_key, &fp);
-        }
-        let last_status = state["in_status"].as_str().and_then(LastStatus::parse);
-        if self.guards.contains(&Guard::Fingerprint)
-            && state["in_fingerprint"].as_str() == Some(fp.as_str())
-            && matches!(last_status, Some(LastStatus::Delivered | LastStatus::Conflict))
-            && local_row.is_some()
-        {
-            let reason = "same fingerprint as the last record received";
-            self.event(local_key.as_deref(), Some(&inc.remote_key), "blocked", Some(reason), Some(&fp));
-            return Outcome { local_key, status: "blocked", reason: Some(reason.into()) };
-        }
-
-        let local = local_row.as_ref().map(|row| self.to_remote_names(row));
-        if let Some(local) = &local {
-            // The local row over the fields the record carries, fingerprinted the same way.
-            let carried: Map<String, Value> =
-                inc.fields.keys().map(|k| (k.clone(), local.get(k).cloned().unwrap_or(Value::Null))).collect();
-            let local_fp = fingerprint::of_record(&Value::Object(carried), &volatile);
-            if let Err(stop) = guards::inbound_echo(&self.guards, &fp, Some(&local_fp)) {
-                let reason = stop.reason();
+        let rules = self.rules();
+        let Decided { fingerprint: fp, decision } = decide(&rules, inc, &state, local_row.as_ref());
+        let write = match decision {
+            Decision::Skip { status, reason } => {
+                self.event(local_key.as_deref(), Some(&inc.remote_key), status, Some(reason), Some(&fp));
+                return Outcome { local_key, status, reason: Some(reason.into()) };
+            }
+            Decision::Echo => {
+                let reason = Stop::NoChange.reason();
                 self.remember(local_key.as_deref().expect("a local row has a key"), inc, None, &fp, "ignored");
                 self.event(local_key.as_deref(), Some(&inc.remote_key), "ignored", Some(reason), Some(&fp));
                 return Outcome { local_key, status: "ignored", reason: Some(reason.into()) };
             }
-        }
-
-        let created_by = state["created_by"].as_str().map(|s| if s == "local" { Side::Local } else { Side::Remote });
-        let resolution = local.as_ref().map(|local| {
-            let base = state["base"].as_object();
-            let null = Value::Null;
-            let fields: Vec<FieldState<'_>> = self
-                .map
-                .fields
-                .iter()
-                .filter(|f| inc.fields.contains_key(&f.remote))
-                .map(|f| FieldState {
-                    name: &f.remote,
-                    base: base.and_then(|b| b.get(&f.remote)),
-                    local: local.get(&f.remote).unwrap_or(&null),
-                    remote: inc.fields.get(&f.remote),
-                    owner: f.owner,
-                })
-                .collect();
-            let local_time = self
-                .setting("local_time_column")
-                .and_then(|col| local_row.as_ref()?.get(col)?.as_str().and_then(canonical::instant));
-            let remote_vs_local_time = inc.modified.zip(local_time).map(|(r, l)| r.cmp(&l));
-            contention::resolve(&fields, Context { policy: self.contention, remote_vs_local_time, created_by })
-        });
-        let write: Vec<&str> = match &resolution {
-            Some(r) => r.write.iter().map(String::as_str).collect(),
-            None => inc.fields.keys().map(String::as_str).collect(),
+            Decision::Delete | Decision::SoftDelete { .. } => {
+                return self.apply_delete(
+                    inc,
+                    local_key.expect("a tombstone is applied to a local row"),
+                    &decision,
+                    &fp,
+                )
+            }
+            Decision::Write(write) => write,
         };
-        let values: Map<String, Value> = write
-            .iter()
-            .filter_map(|remote| self.map.by_remote(remote).map(|f| (f.column.clone(), inc.fields[*remote].clone())))
-            .collect();
 
-        let stored = if local.is_some() && values.is_empty() {
+        let stored = if write.keeps_the_row() {
             Value::Object(local_row.clone().expect("checked above"))
         } else {
             origin::with_origin(&self.link.name, || {
@@ -129,7 +96,7 @@ impl Batch {
                         self.link.relid().into(),
                         self.link.key_column.as_str().into(),
                         local_key.as_deref().into(),
-                        JsonB(Value::Object(values)).into(),
+                        JsonB(Value::Object(write.values.clone())).into(),
                     ],
                 )
                 .or_raise()
@@ -137,16 +104,10 @@ impl Batch {
                 .unwrap_or(Value::Null)
             })
         };
-        let new_key = key_text(&stored[&self.link.key_column]);
-        let conflicts = resolution.map(|r| r.conflicts).unwrap_or_default();
-        let (status, reason) = if conflicts.is_empty() {
-            ("delivered", None)
-        } else {
-            let fields: Vec<String> =
-                conflicts.iter().map(|c| format!("{} to {} by {}", c.field, c.winner.name(), c.rule.name())).collect();
-            ("conflict", Some(format!("contended: {}", fields.join(", "))))
-        };
-        for c in &conflicts {
+        let stored = stored.as_object().expect("a stored row is an object");
+        let settled = settle(&rules, inc, stored, !write.update, &write.conflicts);
+        let new_key = settled.local_key;
+        for c in &write.conflicts {
             Spi::run_with_args(
                 "INSERT INTO syncbridge._conflict (link_id, local_key, remote_key, field, base, local, remote, winner, rule) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -164,29 +125,23 @@ impl Batch {
             )
             .or_raise();
         }
-        let base = self.to_remote_names(stored.as_object().expect("a stored row is an object"));
-        self.reflect_and_write_back(inc, &new_key, &base, local.is_none());
-        self.remember(&new_key, inc, Some(base), &fp, status);
-        self.event(Some(&new_key), Some(&inc.remote_key), status, reason.as_deref(), Some(&fp));
-        Outcome { local_key: Some(new_key), status, reason }
+        let keys = [new_key.clone()];
+        if !settled.reflect.is_empty() {
+            enqueue_with_fields(self.link.id, Op::Reflect, &keys, Some(&self.link.name), Some(&settled.reflect));
+        }
+        if settled.write_back {
+            enqueue(self.link.id, Op::Writeback, &keys, Some(&self.link.name));
+        }
+        self.remember(&new_key, inc, Some(settled.base), &fp, settled.status);
+        self.event(Some(&new_key), Some(&inc.remote_key), settled.status, settled.reason.as_deref(), Some(&fp));
+        Outcome { local_key: Some(new_key), status: settled.status, reason: settled.reason }
     }
 
-    /// A tombstone: delete the row, mark it deleted, or ignore it, as the link's `deletes`
-    /// setting says (default `delete`).
-    fn apply_delete(&self, inc: &Incoming, local_key: Option<String>, fp: &str) -> Outcome {
-        let policy = self.setting("deletes").unwrap_or("delete");
-        let (status, reason) = match (&local_key, policy) {
-            (None, _) => ("ignored", "already absent locally"),
-            (Some(_), "ignore") => ("ignored", "deletes are ignored on this link"),
-            (Some(key), "soft_delete") => {
-                let column = self.setting("soft_delete_column").unwrap_or_else(|| {
-                    crate::error::SyncError::new(
-                        pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-                        format!("link \"{}\" soft-deletes but has no soft_delete_column", self.link.name),
-                        "Name the column: SELECT syncbridge.alter_link(<link>, '{\"soft_delete_column\": \"deleted\"}');",
-                    )
-                    .raise()
-                });
+    /// A tombstone for a local row: delete it, or mark it deleted.
+    fn apply_delete(&self, inc: &Incoming, key: String, decision: &Decision, fp: &str) -> Outcome {
+        let reason = match decision {
+            Decision::SoftDelete { column } => {
+                let column = column.as_deref().unwrap_or_else(|| self.no_soft_delete_column().raise());
                 origin::with_origin(&self.link.name, || {
                     Spi::run_with_args(
                         "SELECT syncbridge._soft_delete($1::regclass, $2, $3, $4)",
@@ -199,10 +154,10 @@ impl Batch {
                     )
                     .or_raise()
                 });
-                self.remember(key, inc, None, fp, "delivered");
-                ("delivered", "soft-deleted")
+                self.remember(&key, inc, None, fp, "delivered");
+                "soft-deleted"
             }
-            (Some(key), _) => {
+            _ => {
                 origin::with_origin(&self.link.name, || {
                     Spi::run_with_args(
                         "SELECT syncbridge._delete_row($1::regclass, $2, $3)",
@@ -215,11 +170,11 @@ impl Batch {
                     &[self.link.id.into(), key.as_str().into()],
                 )
                 .or_raise();
-                ("delivered", "deleted")
+                "deleted"
             }
         };
-        self.event(local_key.as_deref(), Some(&inc.remote_key), status, Some(reason), Some(fp));
-        Outcome { local_key, status, reason: Some(reason.into()) }
+        self.event(Some(&key), Some(&inc.remote_key), "delivered", Some(reason), Some(fp));
+        Outcome { local_key: Some(key), status: "delivered", reason: Some(reason.into()) }
     }
 
     /// The local row with this key as jsonb (local column names).
@@ -233,41 +188,6 @@ impl Batch {
             Value::Object(m) => Some(m),
             _ => None,
         })
-    }
-
-    /// After a write: queue the fields the local side added or changed (defaults, generated
-    /// values, the table's own triggers) to go back once (`reflect` guard), and, for a row this
-    /// record created, the new local id for the remote (`local_id_field`).
-    fn reflect_and_write_back(&self, inc: &Incoming, key: &str, stored: &Map<String, Value>, created: bool) {
-        let keys = [key.to_string()];
-        if self.guards.contains(&Guard::Reflect) {
-            let differing: Vec<String> = stored
-                .iter()
-                .filter(|(name, value)| match inc.fields.get(*name) {
-                    Some(sent) => canonical::to_canonical(sent) != canonical::to_canonical(value),
-                    None => created && !value.is_null(),
-                })
-                .map(|(name, _)| name.clone())
-                .collect();
-            if !differing.is_empty() {
-                enqueue_with_fields(self.link.id, Op::Reflect, &keys, Some(&self.link.name), Some(&differing));
-            }
-        }
-        if created && self.setting("local_id_field").is_some() {
-            enqueue(self.link.id, Op::Writeback, &keys, Some(&self.link.name));
-        }
-    }
-
-    /// A local row's synced fields under their remote names.
-    /// The local key column is left out when its remote name is the remote key field, unless
-    /// a rule maps it there: a local id is not the remote's id.
-    fn to_remote_names(&self, row: &Map<String, Value>) -> Map<String, Value> {
-        self.map
-            .fields
-            .iter()
-            .filter(|f| f.remote != self.link.remote_key_field || f.explicit_remote)
-            .map(|f| (f.remote.clone(), row.get(&f.column).cloned().unwrap_or(Value::Null)))
-            .collect()
     }
 
     /// Pairs the keys and stores what was received (and, after a write, the new base).
@@ -322,14 +242,5 @@ impl Batch {
         })
         .ok()
         .flatten()
-    }
-}
-
-/// A key value from a stored row as text, the way capture writes keys.
-fn key_text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => canonical::canonical_number(&n.to_string()).unwrap_or_else(|| n.to_string()),
-        other => other.to_string(),
     }
 }

@@ -12,6 +12,7 @@ use crate::catalog::api::{columns_of, stored_rules};
 use crate::catalog::link::LinkRow;
 use crate::catalog::table::TableInfo;
 use crate::error::{OrRaise, SyncError};
+use crate::logic::decide::{Deletes, Rules};
 use crate::logic::inbound::{Reading, UnknownFields};
 use crate::logic::link_spec::{Contention, Direction, Guard};
 use crate::logic::mapping::FieldMap;
@@ -121,6 +122,29 @@ impl Batch {
             tombstone_field: self.setting("tombstone_field").unwrap_or("_deleted"),
             time_field: self.setting("remote_time_field"),
         }
+    }
+
+    /// How this link decides about incoming records (`logic::decide`).
+    fn rules(&self) -> Rules<'_> {
+        Rules {
+            map: &self.map,
+            key_column: &self.link.key_column,
+            remote_key_field: &self.link.remote_key_field,
+            guards: &self.guards,
+            contention: self.contention,
+            local_time_column: self.setting("local_time_column"),
+            deletes: Deletes::from_settings(self.setting("deletes"), self.setting("soft_delete_column")),
+            writes_back: self.setting("local_id_field").is_some(),
+        }
+    }
+
+    /// A tombstone on a link that soft-deletes without naming the column.
+    fn no_soft_delete_column(&self) -> SyncError {
+        SyncError::new(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("link \"{}\" soft-deletes but has no soft_delete_column", self.link.name),
+            "Name the column: SELECT syncbridge.alter_link(<link>, '{\"soft_delete_column\": \"deleted\"}');",
+        )
     }
 
     pub(crate) fn setting(&self, name: &str) -> Option<&str> {

@@ -5,6 +5,7 @@
 
 pub mod canonical;
 pub mod contention;
+pub mod decide;
 pub mod fingerprint;
 pub mod guards;
 pub mod inbound;
