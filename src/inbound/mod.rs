@@ -5,15 +5,19 @@
 //! `syncbridge.apply_inbound(link, records)` is the entry point for webhook receivers and
 //! ETL jobs; the worker's pull (issue 4) will call the same code.
 
-mod apply;
-mod subxact;
+mod batch;
+mod journal;
+mod one_by_one;
+mod prefetch;
+pub(crate) mod subxact;
+mod write;
 
 use crate::catalog::api::{columns_of, stored_rules};
 use crate::catalog::link::LinkRow;
 use crate::catalog::table::TableInfo;
 use crate::error::{OrRaise, SyncError};
 use crate::logic::decide::{Deletes, Rules};
-use crate::logic::inbound::{Reading, UnknownFields};
+use crate::logic::inbound::{self, Incoming, Reading, UnknownFields};
 use crate::logic::link_spec::{Contention, Direction, Guard};
 use crate::logic::mapping::FieldMap;
 use pgrx::prelude::*;
@@ -56,7 +60,24 @@ fn apply_inbound(
 /// objects); each record's own failure is in its row.
 pub fn apply_records(link: &str, records: Value) -> Result<Vec<Row>, SyncError> {
     let batch = Batch::prepare(link, records)?;
-    Ok(batch.records.iter().map(|rec| batch.apply(rec)).collect())
+    let read: Vec<Read> = batch.records.iter().map(|rec| batch.read(rec)).collect();
+    if read.len() > 1 {
+        // All together in one subtransaction; if they clash or the write fails, nothing of
+        // it stays and the records go one by one.
+        if let Ok(Some(rows)) = subxact::run(|| batch.apply_together(&read)) {
+            return Ok(rows);
+        }
+    }
+    Ok(read.iter().map(|rec| batch.apply_alone(rec)).collect())
+}
+
+/// A record as read: checked and mapped, or why it cannot be applied.
+type Read = Result<Incoming, Unread>;
+
+/// A record that failed to read, with what it may say of its key.
+struct Unread {
+    key_hint: Option<String>,
+    reason: String,
 }
 
 /// A link ready to receive, and the records of one call.
@@ -108,6 +129,17 @@ impl Batch {
             link,
             map,
             records,
+        })
+    }
+
+    fn read(&self, rec: &Value) -> Read {
+        inbound::read(rec, &self.map, self.reading()).map_err(|reason| Unread {
+            key_hint: rec.get(&self.link.remote_key_field).and_then(|v| match v {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            }),
+            reason,
         })
     }
 
