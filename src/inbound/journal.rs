@@ -56,7 +56,7 @@ impl Journal {
         self.remember.push(Remembered {
             local_key: local_key.to_owned(),
             remote_key: remote_key.to_owned(),
-            base: base.map(|b| json_text(&Value::Object(b.clone()))),
+            base: base.map(|b| serde_json::to_string(b).expect("a JSON object serialises")),
             fingerprint: fingerprint.to_owned(),
             status,
         });

@@ -63,8 +63,8 @@ pub fn apply_records(link: &str, records: Value) -> Result<Vec<Row>, SyncError> 
     let read: Vec<Read> = batch.records.iter().map(|rec| batch.read(rec)).collect();
     if read.len() > 1 {
         // All together in one subtransaction; if they clash or the write fails, nothing of
-        // it stays and the records go one by one.
-        if let Ok(Some(rows)) = subxact::run(|| batch.apply_together(&read)) {
+        // it stays and the records go one by one. A cancel stops the call.
+        if let Ok(Some(rows)) = subxact::run_unless_cancelled(|| batch.apply_together(&read)) {
             return Ok(rows);
         }
     }

@@ -117,7 +117,7 @@ pub struct Decided {
 /// with (local column names; `None` when it has none, or the row is gone).
 pub fn decide(rules: &Rules<'_>, inc: &Incoming, state: &State, local_row: Option<&Map<String, Value>>) -> Decided {
     let volatile: Vec<&str> = rules.map.fields.iter().filter(|f| f.volatile).map(|f| f.remote.as_str()).collect();
-    let fingerprint = fingerprint::of_record(&Value::Object(inc.fields.clone()), &volatile);
+    let fingerprint = fingerprint::of_fields(inc.fields.iter().map(|(k, v)| (k.as_str(), v)), &volatile);
     let decided = |decision| Decided { fingerprint: fingerprint.clone(), decision };
     if inc.deleted {
         return decided(match (local_row, rules.deletes) {
@@ -138,21 +138,18 @@ pub fn decide(rules: &Rules<'_>, inc: &Incoming, state: &State, local_row: Optio
         return decided(Decision::Skip { status: "blocked", reason: SAME_FINGERPRINT });
     }
 
-    let local = local_row.map(|row| to_remote_names(rules, row));
-    if let Some(local) = &local {
+    if let Some(row) = local_row {
         // The local row over the fields the record carries, fingerprinted the same way.
-        let carried: Map<String, Value> =
-            inc.fields.keys().map(|k| (k.clone(), local.get(k).cloned().unwrap_or(Value::Null))).collect();
-        let local_fp = fingerprint::of_record(&Value::Object(carried), &volatile);
+        let carried = inc.fields.keys().map(|k| (k.as_str(), local_value(rules, row, k)));
+        let local_fp = fingerprint::of_fields(carried, &volatile);
         if guards::inbound_echo(rules.guards, &fingerprint, Some(&local_fp)).is_err() {
             return decided(Decision::Echo);
         }
     }
 
     let created_by = state.created_by.as_deref().map(|s| if s == "local" { Side::Local } else { Side::Remote });
-    let resolution = local.as_ref().map(|local| {
+    let resolution = local_row.map(|row| {
         let base = state.base.as_ref();
-        let null = Value::Null;
         let fields: Vec<FieldState<'_>> = rules
             .map
             .fields
@@ -161,13 +158,12 @@ pub fn decide(rules: &Rules<'_>, inc: &Incoming, state: &State, local_row: Optio
             .map(|f| FieldState {
                 name: &f.remote,
                 base: base.and_then(|b| b.get(&f.remote)),
-                local: local.get(&f.remote).unwrap_or(&null),
+                local: local_value(rules, row, &f.remote),
                 remote: inc.fields.get(&f.remote),
                 owner: f.owner,
             })
             .collect();
-        let local_time =
-            rules.local_time_column.and_then(|col| local_row?.get(col)?.as_str().and_then(canonical::instant));
+        let local_time = rules.local_time_column.and_then(|col| row.get(col)?.as_str().and_then(canonical::instant));
         let remote_vs_local_time = inc.modified.zip(local_time).map(|(r, l)| r.cmp(&l));
         contention::resolve(&fields, Context { policy: rules.contention, remote_vs_local_time, created_by })
     });
@@ -181,7 +177,7 @@ pub fn decide(rules: &Rules<'_>, inc: &Incoming, state: &State, local_row: Optio
         .collect();
     decided(Decision::Write(Write {
         values,
-        update: local.is_some(),
+        update: local_row.is_some(),
         conflicts: resolution.map(|r| r.conflicts).unwrap_or_default(),
     }))
 }
@@ -245,6 +241,16 @@ pub fn to_remote_names(rules: &Rules<'_>, row: &Map<String, Value>) -> Map<Strin
         .filter(|f| f.remote != rules.remote_key_field || f.explicit_remote)
         .map(|f| (f.remote.clone(), row.get(&f.column).cloned().unwrap_or(Value::Null)))
         .collect()
+}
+
+/// A local row's value of a remote field, as [`to_remote_names`] would give it (`null` for a
+/// field it leaves out).
+fn local_value<'a>(rules: &Rules<'_>, row: &'a Map<String, Value>, remote: &str) -> &'a Value {
+    const NULL: &Value = &Value::Null;
+    match rules.map.by_remote(remote) {
+        Some(f) if f.remote != rules.remote_key_field || f.explicit_remote => row.get(&f.column).unwrap_or(NULL),
+        _ => NULL,
+    }
 }
 
 /// A key value from a stored row as text, the way capture writes keys.

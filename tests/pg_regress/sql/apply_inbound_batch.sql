@@ -106,6 +106,16 @@ SELECT remote_key, status, reason FROM syncbridge.apply_inbound('crm', '[
 SELECT id, name, gone FROM people WHERE id BETWEEN 6 AND 10 ORDER BY id;
 SELECT * FROM statement_counts;
 
+-- A cancel (here a statement timeout, while a trigger of the table sleeps) stops the call:
+-- the batch is not tried again one record at a time, and nothing of it stays.
+CREATE FUNCTION pg_temp.slow() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN PERFORM pg_sleep(0.5); RETURN NEW; END $$;
+CREATE TRIGGER slow BEFORE UPDATE ON people FOR EACH ROW WHEN (NEW.name = 'slow') EXECUTE FUNCTION pg_temp.slow();
+SET LOCAL statement_timeout = '100ms';
+SELECT * FROM syncbridge.apply_inbound('crm', '[{"id": "p-1", "name": "slow"}, {"id": "p-2", "name": "person 2, renamed"}]');
+RESET statement_timeout;
+SELECT name FROM people WHERE id IN (1, 2) ORDER BY id;
+
 -- Every record of every batch has an event, failures included.
 SELECT status, count(*) FROM syncbridge.events GROUP BY status ORDER BY status;
 
