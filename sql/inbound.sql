@@ -2,11 +2,14 @@
 -- quoted already); values travel as parameters through jsonb_populate_record(set), so each
 -- column gets its own type's input function.
 
--- The type of a column as SQL writes it, for casts of key texts.
+-- The type of a column as SQL writes it, for casts of key texts. (PL/pgSQL, so that its
+-- query is planned once per session, not at every call as a SQL function with SET would be.)
 CREATE FUNCTION _column_type(p_table regclass, p_column name) RETURNS text
-    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT format_type(atttypid, atttypmod) FROM pg_attribute
-    WHERE attrelid = p_table AND attname = p_column AND NOT attisdropped
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN (SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+            WHERE attrelid = p_table AND attname = p_column AND NOT attisdropped);
+END
 $$;
 
 -- The first field of p_values whose value the column's type does not accept, with the
@@ -56,11 +59,14 @@ $$;
 -- through the key column's index, and the rows are written in the order of the records.
 -- With a true estimate the default costs (a cached index probe priced like a disk read) make
 -- the planner hash the whole table for a few hundred keys, at a cost that grows with the
--- table, and write the rows in table order. Not inlined (SET clause), so the estimate holds.
+-- table, and write the rows in table order. (PL/pgSQL is never inlined: the estimate holds.)
 CREATE FUNCTION _numbered(p_keys text[], p_values jsonb DEFAULT NULL)
     RETURNS TABLE (k text, v jsonb, o bigint)
-    LANGUAGE sql IMMUTABLE ROWS 1 SET search_path = pg_catalog, pg_temp AS $$
-    SELECT u.k, u.v, u.o FROM ROWS FROM (unnest(p_keys), jsonb_array_elements(p_values)) WITH ORDINALITY AS u(k, v, o)
+    LANGUAGE plpgsql IMMUTABLE ROWS 1 SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN QUERY SELECT u.k, u.v, u.o
+                 FROM ROWS FROM (unnest(p_keys), jsonb_array_elements(p_values)) WITH ORDINALITY AS u(k, v, o);
+END
 $$;
 
 -- Raises the error of the first value in p_values (objects by local column name) that its

@@ -2,9 +2,8 @@
 //! per record (`_event`), the local edits that lost (`_conflict`) — gathered for a set of
 //! records and written with one statement each, in record order.
 
-use crate::error::OrRaise;
+use super::plans;
 use crate::logic::contention::Conflict;
-use pgrx::prelude::*;
 use serde_json::{Map, Value};
 
 #[derive(Default)]
@@ -101,7 +100,7 @@ impl Journal {
     pub fn write(self, link_id: i64) {
         if !self.conflicts.is_empty() {
             let c = &self.conflicts;
-            Spi::run_with_args(
+            plans::run(
                 "INSERT INTO syncbridge._conflict (link_id, local_key, remote_key, field, base, local, remote, winner, rule) \
                  SELECT $1, u.local_key, u.remote_key, u.field, u.base::jsonb, u.local::jsonb, u.remote::jsonb, u.winner, u.rule \
                  FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[]) \
@@ -117,19 +116,17 @@ impl Journal {
                     column(c, |r| r.winner).into(),
                     column(c, |r| r.rule).into(),
                 ],
-            )
-            .or_raise();
+            );
         }
         if !self.forget.is_empty() {
-            Spi::run_with_args(
+            plans::run(
                 "DELETE FROM syncbridge._record WHERE link_id = $1 AND local_key = ANY ($2)",
                 &[link_id.into(), self.forget.into()],
-            )
-            .or_raise();
+            );
         }
         if !self.remember.is_empty() {
             let r = &self.remember;
-            Spi::run_with_args(
+            plans::run(
                 "INSERT INTO syncbridge._record AS r (link_id, local_key, remote_key, created_by, base, in_fingerprint, in_status, in_at) \
                  SELECT $1, u.local_key, u.remote_key, 'remote', u.base::jsonb, u.fingerprint, u.status, now() \
                  FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) AS u(local_key, remote_key, base, fingerprint, status) \
@@ -144,12 +141,11 @@ impl Journal {
                     column(r, |r| r.fingerprint.as_str()).into(),
                     column(r, |r| r.status).into(),
                 ],
-            )
-            .or_raise();
+            );
         }
         if !self.events.is_empty() {
             let e = &self.events;
-            Spi::run_with_args(
+            plans::run(
                 "INSERT INTO syncbridge._event (link_id, direction, local_key, remote_key, status, reason, fingerprint) \
                  SELECT $1, 'inbound', u.local_key, u.remote_key, u.status, u.reason, u.fingerprint \
                  FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) AS u(local_key, remote_key, status, reason, fingerprint)",
@@ -161,8 +157,7 @@ impl Journal {
                     column(e, |e| e.reason.as_deref()).into(),
                     column(e, |e| e.fingerprint.as_deref()).into(),
                 ],
-            )
-            .or_raise();
+            );
         }
     }
 }

@@ -8,6 +8,7 @@
 mod batch;
 mod journal;
 mod one_by_one;
+mod plans;
 mod prefetch;
 pub(crate) mod subxact;
 mod write;

@@ -1,7 +1,7 @@
 //! What a set of records needs to be decided, in two queries whatever its size: the id-map
 //! state of every record (by remote key) and every paired local row (by local key).
 
-use crate::error::OrRaise;
+use super::plans;
 use crate::logic::decide::State;
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -10,14 +10,12 @@ use std::collections::HashMap;
 
 /// The id-map state of each of these remote keys that has one, by remote key.
 pub fn states(link_id: i64, remote_keys: Vec<&str>) -> HashMap<String, State> {
-    Spi::connect_mut(|c| {
-        let rows = c.update(
-            // One index probe per key, whatever the planner would think of a join.
-            "SELECT k.k, r.local_key, r.created_by, r.base, r.in_fingerprint, r.in_status FROM unnest($2::text[]) AS k(k) \
-             CROSS JOIN LATERAL (SELECT * FROM syncbridge._record r WHERE r.link_id = $1 AND r.remote_key = k.k LIMIT 1) AS r",
-            None,
-            &[link_id.into(), remote_keys.into()],
-        )?;
+    plans::select(
+        // One index probe per key, whatever the planner would think of a join.
+        "SELECT k.k, r.local_key, r.created_by, r.base, r.in_fingerprint, r.in_status FROM unnest($2::text[]) AS k(k) \
+         CROSS JOIN LATERAL (SELECT * FROM syncbridge._record r WHERE r.link_id = $1 AND r.remote_key = k.k LIMIT 1) AS r",
+        &[link_id.into(), remote_keys.into()],
+        |rows| {
         let mut states = HashMap::with_capacity(rows.len());
         for row in rows {
             let remote_key: String = row.get(1)?.unwrap_or_default();
@@ -29,9 +27,8 @@ pub fn states(link_id: i64, remote_keys: Vec<&str>) -> HashMap<String, State> {
                 State { local_key: row.get(2)?, created_by: row.get(3)?, base, in_fingerprint: row.get(5)?, in_status: row.get(6)? };
             states.insert(remote_key, state);
         }
-        Ok::<_, pgrx::spi::Error>(states)
+        Ok(states)
     })
-    .or_raise()
 }
 
 /// The rows of the link's table with these keys as JSON objects (local column names), by
@@ -41,19 +38,17 @@ pub fn local_rows(relid: pg_sys::Oid, key_column: &str, keys: Vec<&str>) -> Hash
     if keys.is_empty() {
         return HashMap::new();
     }
-    Spi::connect_mut(|c| {
-        let rows = c.update(
-            "SELECT asked, local_row FROM syncbridge._rows_json($1::regclass, $2, $3)",
-            None,
-            &[relid.into(), key_column.into(), keys.into()],
-        )?;
-        let mut found = HashMap::with_capacity(rows.len());
-        for row in rows {
-            if let (Some(key), Some(JsonB(Value::Object(local)))) = (row.get::<String>(1)?, row.get::<JsonB>(2)?) {
-                found.insert(key, local);
+    plans::select(
+        "SELECT asked, local_row FROM syncbridge._rows_json($1::regclass, $2, $3)",
+        &[relid.into(), key_column.into(), keys.into()],
+        |rows| {
+            let mut found = HashMap::with_capacity(rows.len());
+            for row in rows {
+                if let (Some(key), Some(JsonB(Value::Object(local)))) = (row.get::<String>(1)?, row.get::<JsonB>(2)?) {
+                    found.insert(key, local);
+                }
             }
-        }
-        Ok::<_, pgrx::spi::Error>(found)
-    })
-    .or_raise()
+            Ok(found)
+        },
+    )
 }

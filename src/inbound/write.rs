@@ -5,10 +5,10 @@
 //! handed out alike, and a unique value one record frees is free for the records after it,
 //! not before.
 
+use super::plans;
 use crate::catalog::link::LinkRow;
-use crate::error::{OrRaise, SyncError};
+use crate::error::SyncError;
 use crate::origin;
-use pgrx::prelude::*;
 use pgrx::{JsonB, PgSqlErrorCode};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -72,11 +72,10 @@ impl TableWrites {
             .map(|values| Value::Object(values.clone()))
             .collect();
         if !later.is_empty() {
-            Spi::run_with_args(
+            plans::run(
                 "SELECT syncbridge._check_values($1::regclass, $2)",
                 &[link.relid().into(), JsonB(Value::Array(later)).into()],
-            )
-            .or_raise();
+            );
         }
     }
 
@@ -114,16 +113,14 @@ impl Run {
             values.push(Value::Object(row));
         }
         match self.kind {
-            Kind::Delete => Spi::run_with_args(
+            Kind::Delete => plans::run(
                 "SELECT syncbridge._delete_rows($1::regclass, $2, $3)",
                 &[relid.into(), key_column.into(), keys.into()],
-            )
-            .or_raise(),
-            Kind::SoftDelete(column) => Spi::run_with_args(
+            ),
+            Kind::SoftDelete(column) => plans::run(
                 "SELECT syncbridge._soft_delete_rows($1::regclass, $2, $3, $4)",
                 &[relid.into(), key_column.into(), keys.into(), column.into()],
-            )
-            .or_raise(),
+            ),
             Kind::Update(columns) => {
                 let updated = select_rows(
                     "SELECT ord, stored FROM syncbridge._update_rows($1::regclass, $2, $3::name[], $4, $5)",
@@ -158,9 +155,8 @@ impl Run {
 }
 
 /// Runs a query that returns (number, row as jsonb) pairs.
-fn select_rows(query: &str, args: &[pgrx::datum::DatumWithOid<'_>]) -> Vec<(i64, Row)> {
-    Spi::connect_mut(|c| {
-        let rows = c.update(query, None, args)?;
+fn select_rows(query: &'static str, args: &[pgrx::datum::DatumWithOid<'_>]) -> Vec<(i64, Row)> {
+    plans::select(query, args, |rows| {
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             // A row is always an object; anything else would show as a row not written.
@@ -168,9 +164,8 @@ fn select_rows(query: &str, args: &[pgrx::datum::DatumWithOid<'_>]) -> Vec<(i64,
                 out.push((ord, stored));
             }
         }
-        Ok::<_, pgrx::spi::Error>(out)
+        Ok(out)
     })
-    .or_raise()
 }
 
 /// A write that stored no row: a BEFORE trigger of the table skipped it, or another
