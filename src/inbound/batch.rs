@@ -47,7 +47,7 @@ impl Batch {
             })
             .collect();
         let asked: HashSet<&str> = paired.iter().flatten().map(String::as_str).collect();
-        let rows = prefetch::local_rows(self.link.relid(), &self.link.key_column, asked.into_iter().collect());
+        let rows = prefetch::local_rows(&self.statements, asked.into_iter().collect());
 
         let rules = self.rules();
         let no_state = State::default();
@@ -80,7 +80,7 @@ impl Batch {
                 Decision::Skip { .. } | Decision::Echo => {}
             }
         }
-        let mut stored = writes.run(&self.link);
+        let mut stored = writes.run(&self.link, &self.statements);
 
         let mut journal = Journal::default();
         let mut plans = plans.into_iter();

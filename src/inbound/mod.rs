@@ -10,6 +10,7 @@ mod journal;
 mod one_by_one;
 mod plans;
 mod prefetch;
+mod statements;
 pub(crate) mod subxact;
 mod write;
 
@@ -24,6 +25,7 @@ use crate::logic::mapping::FieldMap;
 use pgrx::prelude::*;
 use pgrx::{JsonB, PgSqlErrorCode};
 use serde_json::Value;
+use statements::TableStatements;
 
 /// One result row: remote key, local key, status, reason.
 pub type Row = (Option<String>, Option<String>, String, Option<String>);
@@ -88,6 +90,8 @@ pub struct Batch {
     guards: Vec<Guard>,
     contention: Contention,
     records: Vec<Value>,
+    /// The statements on the link's table, written as they are first needed.
+    statements: TableStatements,
 }
 
 impl Batch {
@@ -127,6 +131,7 @@ impl Batch {
         Ok(Self {
             guards: Guard::parse_list(&link.loop_guards)?,
             contention: Contention::parse(&link.contention)?,
+            statements: TableStatements::new(&link),
             link,
             map,
             records,

@@ -1,7 +1,7 @@
-//! The statements apply runs on every call, parsed and planned once per session: SPI plans
-//! kept for the life of the backend, which PostgreSQL plans again by itself when a table or
-//! function they use changes. Applied one record at a time, parsing and planning would
-//! otherwise cost more than the work.
+//! The statements apply runs, parsed and planned once per session: SPI plans kept for the
+//! life of the backend, by statement text, which PostgreSQL plans again by itself when a
+//! table or function they use changes (or the search path differs). Applied one record at a
+//! time, parsing and planning would otherwise cost more than the work.
 
 use crate::error::OrRaise;
 use pgrx::datum::DatumWithOid;
@@ -13,13 +13,13 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 thread_local! {
-    static PLANS: RefCell<HashMap<&'static str, Rc<OwnedPreparedStatement>>> = RefCell::new(HashMap::new());
+    static PLANS: RefCell<HashMap<String, Rc<OwnedPreparedStatement>>> = RefCell::new(HashMap::new());
 }
 
 /// Runs `query` with `args` and hands its rows to `read`. The parameter types are those of
 /// the first call's arguments.
 pub fn select<R>(
-    query: &'static str,
+    query: &str,
     args: &[DatumWithOid<'_>],
     read: impl FnOnce(SpiTupleTable<'_>) -> Result<R, pgrx::spi::Error>,
 ) -> R {
@@ -30,7 +30,7 @@ pub fn select<R>(
             None => {
                 let types: Vec<PgOid> = args.iter().map(|a| PgOid::from(a.oid())).collect();
                 let plan = Rc::new(c.prepare_mut(query, &types)?.keep());
-                PLANS.with(|p| p.borrow_mut().insert(query, plan.clone()));
+                PLANS.with(|p| p.borrow_mut().insert(query.to_owned(), plan.clone()));
                 plan
             }
         };
@@ -42,6 +42,6 @@ pub fn select<R>(
 }
 
 /// Runs `query` with `args` for its effect.
-pub fn run(query: &'static str, args: &[DatumWithOid<'_>]) {
+pub fn run(query: &str, args: &[DatumWithOid<'_>]) {
     select(query, args, |_| Ok(()))
 }

@@ -2,8 +2,8 @@
 //! state of every record (by remote key) and every paired local row (by local key).
 
 use super::plans;
+use super::statements::{Access, TableStatements};
 use crate::logic::decide::State;
-use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -34,21 +34,17 @@ pub fn states(link_id: i64, remote_keys: Vec<&str>) -> HashMap<String, State> {
 /// The rows of the link's table with these keys as JSON objects (local column names), by
 /// the key text they were asked for. A key that does not fit the key column's type raises
 /// the type's error.
-pub fn local_rows(relid: pg_sys::Oid, key_column: &str, keys: Vec<&str>) -> HashMap<String, Map<String, Value>> {
+pub fn local_rows(table: &TableStatements, keys: Vec<&str>) -> HashMap<String, Map<String, Value>> {
     if keys.is_empty() {
         return HashMap::new();
     }
-    plans::select(
-        "SELECT asked, local_row FROM syncbridge._rows_json($1::regclass, $2, $3)",
-        &[relid.into(), key_column.into(), keys.into()],
-        |rows| {
-            let mut found = HashMap::with_capacity(rows.len());
-            for row in rows {
-                if let (Some(key), Some(JsonB(Value::Object(local)))) = (row.get::<String>(1)?, row.get::<JsonB>(2)?) {
-                    found.insert(key, local);
-                }
+    table.select(Access::Rows, &[], &[keys.into()], |rows| {
+        let mut found = HashMap::with_capacity(rows.len());
+        for row in rows {
+            if let (Some(key), Some(JsonB(Value::Object(local)))) = (row.get::<String>(1)?, row.get::<JsonB>(2)?) {
+                found.insert(key, local);
             }
-            Ok(found)
-        },
-    )
+        }
+        Ok(found)
+    })
 }

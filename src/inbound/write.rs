@@ -5,10 +5,11 @@
 //! handed out alike, and a unique value one record frees is free for the records after it,
 //! not before.
 
-use super::plans;
+use super::statements::{Access, TableStatements};
 use crate::catalog::link::LinkRow;
 use crate::error::SyncError;
 use crate::origin;
+use pgrx::datum::DatumWithOid;
 use pgrx::{JsonB, PgSqlErrorCode};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -63,7 +64,7 @@ impl TableWrites {
     /// again one by one, would get other generated keys than one after the other. (An
     /// insert reads all its values before it inserts a row; a failure of another kind after
     /// an insert still leaves a gap in the sequence.)
-    fn check_values_after_first_insert(&self, link: &LinkRow) {
+    fn check_values_after_first_insert(&self, table: &TableStatements) {
         let Some(first) = self.runs.iter().position(|r| matches!(r.kind, Kind::Insert(_))) else { return };
         let later: Vec<Value> = self.runs[first + 1..]
             .iter()
@@ -72,10 +73,7 @@ impl TableWrites {
             .map(|values| Value::Object(values.clone()))
             .collect();
         if !later.is_empty() {
-            plans::run(
-                "SELECT syncbridge._check_values($1::regclass, $2)",
-                &[link.relid().into(), JsonB(Value::Array(later)).into()],
-            );
+            table.run(Access::Check, &[], &[JsonB(Value::Array(later)).into()]);
         }
     }
 
@@ -88,12 +86,12 @@ impl TableWrites {
 
     /// Runs the writes under the link's origin flag and returns the stored rows (after
     /// defaults and the table's own triggers) by slot.
-    pub fn run(self, link: &LinkRow) -> HashMap<usize, Row> {
-        self.check_values_after_first_insert(link);
+    pub fn run(self, link: &LinkRow, table: &TableStatements) -> HashMap<usize, Row> {
+        self.check_values_after_first_insert(table);
         origin::with_origin(&link.name, || {
             let mut stored = HashMap::new();
             for run in self.runs {
-                run.write(link, &mut stored);
+                run.write(link, table, &mut stored);
             }
             stored
         })
@@ -101,9 +99,7 @@ impl TableWrites {
 }
 
 impl Run {
-    fn write(self, link: &LinkRow, stored: &mut HashMap<usize, Row>) {
-        let relid = link.relid();
-        let key_column = link.key_column.as_str();
+    fn write(self, link: &LinkRow, table: &TableStatements, stored: &mut HashMap<usize, Row>) {
         let mut slots = Vec::with_capacity(self.rows.len());
         let mut keys = Vec::with_capacity(self.rows.len());
         let mut values = Vec::with_capacity(self.rows.len());
@@ -113,19 +109,10 @@ impl Run {
             values.push(Value::Object(row));
         }
         match self.kind {
-            Kind::Delete => plans::run(
-                "SELECT syncbridge._delete_rows($1::regclass, $2, $3)",
-                &[relid.into(), key_column.into(), keys.into()],
-            ),
-            Kind::SoftDelete(column) => plans::run(
-                "SELECT syncbridge._soft_delete_rows($1::regclass, $2, $3, $4)",
-                &[relid.into(), key_column.into(), keys.into(), column.into()],
-            ),
+            Kind::Delete => table.run(Access::Delete, &[], &[keys.into()]),
+            Kind::SoftDelete(column) => table.run(Access::SoftDelete, &[column], &[keys.into()]),
             Kind::Update(columns) => {
-                let updated = select_rows(
-                    "SELECT ord, stored FROM syncbridge._update_rows($1::regclass, $2, $3::name[], $4, $5)",
-                    &[relid.into(), key_column.into(), columns.into(), keys.into(), JsonB(Value::Array(values)).into()],
-                );
+                let updated = stored_rows(table, Access::Update, &columns, &[keys.into(), json_array(values)]);
                 let mut seen = vec![false; slots.len()];
                 for (ord, row) in updated {
                     let i = ord.checked_sub(1).map(|i| i as usize).filter(|i| *i < slots.len() && !seen[*i]);
@@ -138,11 +125,7 @@ impl Run {
                 }
             }
             Kind::Insert(columns) => {
-                let inserted = select_rows(
-                    "SELECT ordinality, stored FROM syncbridge._insert_rows($1::regclass, $2::name[], $3) \
-                     WITH ORDINALITY AS i(stored, ordinality) ORDER BY ordinality",
-                    &[relid.into(), columns.into(), JsonB(Value::Array(values)).into()],
-                );
+                let inserted = stored_rows(table, Access::Insert, &columns, &[json_array(values)]);
                 if inserted.len() != slots.len() {
                     not_written(link).raise();
                 }
@@ -154,9 +137,18 @@ impl Run {
     }
 }
 
-/// Runs a query that returns (number, row as jsonb) pairs.
-fn select_rows(query: &'static str, args: &[pgrx::datum::DatumWithOid<'_>]) -> Vec<(i64, Row)> {
-    plans::select(query, args, |rows| {
+fn json_array(values: Vec<Value>) -> DatumWithOid<'static> {
+    JsonB(Value::Array(values)).into()
+}
+
+/// Runs a statement that returns (number, row as jsonb) pairs.
+fn stored_rows(
+    table: &TableStatements,
+    access: Access,
+    columns: &[String],
+    args: &[DatumWithOid<'_>],
+) -> Vec<(i64, Row)> {
+    table.select(access, columns, args, |rows| {
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             // A row is always an object; anything else would show as a row not written.

@@ -106,6 +106,17 @@ SELECT remote_key, status, reason FROM syncbridge.apply_inbound('crm', '[
 SELECT id, name, gone FROM people WHERE id BETWEEN 6 AND 10 ORDER BY id;
 SELECT * FROM statement_counts;
 
+-- The table's own triggers run with search_path = pg_catalog, pg_temp during the writes
+-- (as inside the SQL helper functions that used to make them); the caller's is put back.
+CREATE FUNCTION pg_temp.seen_path() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO public.statements VALUES (current_setting('search_path')); RETURN NEW; END $$;
+CREATE TRIGGER seen_path BEFORE INSERT OR UPDATE ON people FOR EACH ROW EXECUTE FUNCTION pg_temp.seen_path();
+DELETE FROM statements;
+SELECT remote_key, status FROM syncbridge.apply_inbound('crm', '[{"id": "p-40", "name": "forty"}, {"id": "p-1", "name": "one"}]');
+SELECT op AS search_path_seen, count(*) FROM statements WHERE op NOT IN ('INSERT', 'UPDATE', 'DELETE') GROUP BY op;
+SHOW search_path;
+DROP TRIGGER seen_path ON people;
+
 -- A cancel (here a statement timeout, while a trigger of the table sleeps) stops the call:
 -- the batch is not tried again one record at a time, and nothing of it stays.
 CREATE FUNCTION pg_temp.slow() RETURNS trigger LANGUAGE plpgsql AS $$
