@@ -1,7 +1,7 @@
 //! Applying a set of records together: the state and local rows of all of them in two
-//! queries, every decision in Rust (`logic::decide`), the writes into the table one
-//! statement per kind of write and set of columns, the id map, events and conflicts one
-//! statement each.
+//! queries, every decision in Rust (`logic::decide`), the writes into the table in record
+//! order, one statement per run of records with the same kind of write and columns, the id
+//! map, events and conflicts one statement each.
 //!
 //! Records that touch the same remote record or the same local row cannot be applied
 //! together as if one came after the other; such a set is refused (`None`) and applied one

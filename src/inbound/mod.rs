@@ -4,6 +4,14 @@
 //!
 //! `syncbridge.apply_inbound(link, records)` is the entry point for webhook receivers and
 //! ETL jobs; the worker's pull (issue 4) will call the same code.
+//!
+//! A batch is applied together (`batch`): `prefetch` reads what is known of all its records
+//! in two queries, `logic::decide` decides each one, `write` makes the table writes in
+//! record order, one statement per run of alike writes, and `journal` records the id map,
+//! events and conflicts, one statement each. When that cannot stand for one record after
+//! the other (two records touch the same record or row) or its write fails, the records go
+//! one by one (`one_by_one`), each through the same code in its own subtransaction
+//! (`subxact`). `statements` and `plans` keep the SQL parsed and planned once per session.
 
 mod batch;
 mod journal;
