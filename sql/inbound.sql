@@ -1,49 +1,14 @@
 -- Inbound writes into a linked table. Identifiers are quoted with %I (a regclass prints
--- quoted already); values travel as parameters through jsonb_populate_record, so each column
--- gets its own type's input function.
+-- quoted already); values travel as parameters through jsonb_populate_record(set), so each
+-- column gets its own type's input function.
 
--- The row with this key as jsonb, or NULL.
-CREATE FUNCTION _row_json(p_table regclass, p_key_column name, p_key text) RETURNS jsonb
-    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    r jsonb;
-BEGIN
-    EXECUTE format('SELECT to_jsonb(t) FROM %s t WHERE t.%I = CAST($1 AS %s)',
-                   p_table, p_key_column, @extschema@._column_type(p_table, p_key_column))
-        INTO r USING p_key;
-    RETURN r;
-END
-$$;
-
+-- The type of a column as SQL writes it, for casts of key texts. (PL/pgSQL, so that its
+-- query is planned once per session, not at every call as a SQL function with SET would be.)
 CREATE FUNCTION _column_type(p_table regclass, p_column name) RETURNS text
-    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT format_type(atttypid, atttypmod) FROM pg_attribute
-    WHERE attrelid = p_table AND attname = p_column AND NOT attisdropped
-$$;
-
--- Writes the columns named in p_values (local column names) into the row with key p_key, or
--- inserts a row when p_key is NULL (columns not given take their defaults). Returns the row
--- as stored, after defaults and the table's own triggers.
-CREATE FUNCTION _write_row(p_table regclass, p_key_column name, p_key text, p_values jsonb) RETURNS jsonb
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    cols text;
-    r jsonb;
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    IF p_key IS NULL THEN
-        SELECT string_agg(quote_ident(k), ', ') INTO cols FROM jsonb_object_keys(p_values) k;
-        IF cols IS NULL THEN
-            EXECUTE format('INSERT INTO %s AS t DEFAULT VALUES RETURNING to_jsonb(t)', p_table) INTO r;
-        ELSE
-            EXECUTE format('INSERT INTO %1$s AS t (%2$s) SELECT %2$s FROM jsonb_populate_record(NULL::%1$s, $1) RETURNING to_jsonb(t)',
-                           p_table, cols) INTO r USING p_values;
-        END IF;
-    ELSE
-        SELECT string_agg(format('%I = j.%I', k, k), ', ') INTO cols FROM jsonb_object_keys(p_values) k;
-        EXECUTE format('UPDATE %1$s AS t SET %2$s FROM jsonb_populate_record(NULL::%1$s, $1) j WHERE t.%3$I = CAST($2 AS %4$s) RETURNING to_jsonb(t)',
-                       p_table, cols, p_key_column, @extschema@._column_type(p_table, p_key_column)) INTO r USING p_values, p_key;
-    END IF;
-    RETURN r;
+    RETURN (SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+            WHERE attrelid = p_table AND attname = p_column AND NOT attisdropped);
 END
 $$;
 
@@ -67,33 +32,91 @@ BEGIN
 END
 $$;
 
-REVOKE ALL ON FUNCTION _row_json(regclass, name, text), _write_row(regclass, name, text, jsonb),
-                       _misfit_field(regclass, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION _misfit_field(regclass, jsonb) FROM PUBLIC;
 
--- Deletes arriving from the remote: the row itself, or a soft-delete mark (true for a boolean
--- column, now() for a time column).
-CREATE FUNCTION _delete_row(p_table regclass, p_key_column name, p_key text) RETURNS void
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+-- Reads and writes for a set of records, one statement each (src/inbound/statements.rs).
+-- _statement writes the statement for one kind of access to a linked table as text; Rust
+-- prepares it once per session and runs it with search_path = pg_catalog, pg_temp, as a
+-- function with that SET clause would (so the table's own triggers see what they saw when
+-- the writes ran inside helper functions). Keys travel as text[] and are cast to the key
+-- column's type; values as a jsonb array of objects by local column name, each through
+-- jsonb_populate_record(set), so every column gets its own type's input function.
+
+-- The keys and values of a set of records, numbered. Declared to return one row, so that
+-- the statements that join it to a linked table take it as the outer side of a nested loop:
+-- each key is looked up through the key column's index, and the rows are written in the
+-- order of the records. With a true estimate the default costs (a cached index probe priced
+-- like a disk read) make the planner hash the whole table for a few hundred keys, at a cost
+-- that grows with the table, and write the rows in table order. (PL/pgSQL is never inlined:
+-- the estimate holds.)
+CREATE FUNCTION _numbered(p_keys text[], p_values jsonb DEFAULT NULL)
+    RETURNS TABLE (k text, v jsonb, o bigint)
+    LANGUAGE plpgsql IMMUTABLE ROWS 1 SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    EXECUTE format('DELETE FROM %s t WHERE t.%I = CAST($1 AS %s)',
-                   p_table, p_key_column, @extschema@._column_type(p_table, p_key_column)) USING p_key;
+    RETURN QUERY SELECT u.k, u.v, u.o
+                 FROM ROWS FROM (unnest(p_keys), jsonb_array_elements(p_values)) WITH ORDINALITY AS u(k, v, o);
 END
 $$;
 
-CREATE FUNCTION _soft_delete(p_table regclass, p_key_column name, p_key text, p_column name) RETURNS void
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+-- The statement of kind p_kind on p_table, whose key column is p_key_column:
+-- * rows ($1 keys): each key with its row as jsonb, keys without a row left out; each key is
+--   looked up on its own (LATERAL ... LIMIT 1: the first row, as SELECT ... INTO took it).
+-- * update ($1 keys, $2 values): writes the columns p_columns of each value into the row of
+--   its key, in order; returns each row as stored with the number of its key.
+-- * insert ($1 values): one row per value with the columns p_columns, the others take their
+--   defaults; returns the rows as stored in the order of the values (RETURNING yields each
+--   row as it is inserted, and they are inserted in array order).
+-- * delete ($1 keys): deletes the rows.
+-- * soft_delete ($1 keys): marks the rows deleted in the column p_columns[1]: true for a
+--   boolean column, now() for a time column.
+-- * check ($1 values): raises the error of the first value its column's type (or domain)
+--   does not accept; writes nothing.
+CREATE FUNCTION _statement(p_table regclass, p_key_column name, p_kind text, p_columns name[] DEFAULT '{}')
+    RETURNS text
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    coltype text := @extschema@._column_type(p_table, p_column);
+    key_type text := @extschema@._column_type(p_table, p_key_column);
+    cols text := (SELECT string_agg(quote_ident(c), ', ') FROM unnest(p_columns) c);
+    col_type text;
 BEGIN
-    IF coltype IS NULL THEN
-        RAISE EXCEPTION 'soft_delete_column "%" does not exist in %', p_column, p_table
-            USING ERRCODE = 'undefined_column',
-                  HINT = 'Add the column, or set another with syncbridge.alter_link(..., ''{"soft_delete_column": ...}'').';
-    END IF;
-    EXECUTE format('UPDATE %s t SET %I = %s WHERE t.%I = CAST($1 AS %s)',
-                   p_table, p_column, CASE WHEN coltype = 'boolean' THEN 'true' ELSE 'now()' END,
-                   p_key_column, @extschema@._column_type(p_table, p_key_column)) USING p_key;
+    CASE p_kind
+    WHEN 'rows' THEN
+        RETURN format('SELECT k.k, r.j FROM unnest($1::text[]) AS k(k)
+                       CROSS JOIN LATERAL (SELECT to_jsonb(t) AS j FROM %s t WHERE t.%I = CAST(k.k AS %s) LIMIT 1) AS r',
+                      p_table, p_key_column, key_type);
+    WHEN 'update' THEN
+        -- OFFSET 0 keeps jsonb_populate_record to one call per row (not one per column).
+        RETURN format('UPDATE %1$s AS t SET %2$s
+                       FROM (SELECT u.k, u.o, jsonb_populate_record(NULL::%1$s, u.v) AS r
+                             FROM @extschema@._numbered($1::text[], $2::jsonb) AS u OFFSET 0) AS j
+                       WHERE t.%3$I = CAST(j.k AS %4$s)
+                       RETURNING j.o, to_jsonb(t)',
+                      p_table, (SELECT string_agg(format('%I = (j.r).%I', c, c), ', ') FROM unnest(p_columns) c),
+                      p_key_column, key_type);
+    WHEN 'insert' THEN
+        IF cols IS NULL THEN
+            RETURN format('INSERT INTO %s AS t SELECT FROM jsonb_array_elements($1::jsonb) RETURNING 0::bigint, to_jsonb(t)',
+                          p_table);
+        END IF;
+        RETURN format('INSERT INTO %1$s AS t (%2$s) SELECT %2$s FROM jsonb_populate_recordset(NULL::%1$s, $1::jsonb)
+                       RETURNING 0::bigint, to_jsonb(t)', p_table, cols);
+    WHEN 'delete' THEN
+        RETURN format('DELETE FROM %s t USING @extschema@._numbered($1::text[]) AS k WHERE t.%I = CAST(k.k AS %s)',
+                      p_table, p_key_column, key_type);
+    WHEN 'soft_delete' THEN
+        col_type := @extschema@._column_type(p_table, p_columns[1]);
+        IF col_type IS NULL THEN
+            RAISE EXCEPTION 'soft_delete_column "%" does not exist in %', p_columns[1], p_table
+                USING ERRCODE = 'undefined_column',
+                      HINT = 'Add the column, or set another with syncbridge.alter_link(..., ''{"soft_delete_column": ...}'').';
+        END IF;
+        RETURN format('UPDATE %s t SET %I = %s FROM @extschema@._numbered($1::text[]) AS k WHERE t.%I = CAST(k.k AS %s)',
+                      p_table, p_columns[1], CASE WHEN col_type = 'boolean' THEN 'true' ELSE 'now()' END,
+                      p_key_column, key_type);
+    WHEN 'check' THEN
+        RETURN format('SELECT count(*) FROM jsonb_populate_recordset(NULL::%s, $1::jsonb)', p_table);
+    END CASE;
 END
 $$;
 
-REVOKE ALL ON FUNCTION _delete_row(regclass, name, text), _soft_delete(regclass, name, text, name) FROM PUBLIC;
+REVOKE ALL ON FUNCTION _numbered(text[], jsonb), _statement(regclass, name, text, name[]) FROM PUBLIC;

@@ -3,21 +3,37 @@
 //! capture does not echo them, and recorded (id map, base snapshot, events, conflicts).
 //!
 //! `syncbridge.apply_inbound(link, records)` is the entry point for webhook receivers and
-//! ETL jobs; the worker's pull (issue 4) will call the same code.
+//! ETL jobs; the worker's pull calls the same code (`apply_records`).
+//!
+//! A batch is applied together (`batch`): `prefetch` reads what is known of all its records
+//! in two queries, `logic::decide` decides each one, `write` makes the table writes in
+//! record order, one statement per run of alike writes, and `journal` records the id map,
+//! events and conflicts, one statement each. When that cannot stand for one record after
+//! the other (two records touch the same record or row) or its write fails, the records go
+//! one by one (`one_by_one`), each through the same code in its own subtransaction
+//! (`subxact`). `statements` and `plans` keep the SQL parsed and planned once per session.
 
-mod apply;
+mod batch;
+mod journal;
+mod one_by_one;
+mod plans;
+mod prefetch;
+mod statements;
 pub(crate) mod subxact;
+mod write;
 
 use crate::catalog::api::{columns_of, stored_rules};
 use crate::catalog::link::LinkRow;
 use crate::catalog::table::TableInfo;
 use crate::error::{OrRaise, SyncError};
-use crate::logic::inbound::{Reading, UnknownFields};
+use crate::logic::decide::{Deletes, Rules};
+use crate::logic::inbound::{self, Incoming, Reading, UnknownFields};
 use crate::logic::link_spec::{Contention, Direction, Guard};
 use crate::logic::mapping::FieldMap;
 use pgrx::prelude::*;
 use pgrx::{JsonB, PgSqlErrorCode};
 use serde_json::Value;
+use statements::TableStatements;
 
 /// One result row: remote key, local key, status, reason.
 pub type Row = (Option<String>, Option<String>, String, Option<String>);
@@ -55,7 +71,24 @@ fn apply_inbound(
 /// objects); each record's own failure is in its row.
 pub fn apply_records(link: &str, records: Value) -> Result<Vec<Row>, SyncError> {
     let batch = Batch::prepare(link, records)?;
-    Ok(batch.records.iter().map(|rec| batch.apply(rec)).collect())
+    let read: Vec<Read> = batch.records.iter().map(|rec| batch.read(rec)).collect();
+    if read.len() > 1 {
+        // All together in one subtransaction; if they clash or the write fails, nothing of
+        // it stays and the records go one by one. A cancel stops the call.
+        if let Ok(Some(rows)) = subxact::run_unless_cancelled(|| batch.apply_together(&read)) {
+            return Ok(rows);
+        }
+    }
+    Ok(read.iter().map(|rec| batch.apply_alone(rec)).collect())
+}
+
+/// A record as read: checked and mapped, or why it cannot be applied.
+type Read = Result<Incoming, Unread>;
+
+/// A record that failed to read, with what it may say of its key.
+struct Unread {
+    key_hint: Option<String>,
+    reason: String,
 }
 
 /// A link ready to receive, and the records of one call.
@@ -65,6 +98,8 @@ pub struct Batch {
     guards: Vec<Guard>,
     contention: Contention,
     records: Vec<Value>,
+    /// The statements on the link's table, written as they are first needed.
+    statements: TableStatements,
 }
 
 impl Batch {
@@ -104,9 +139,21 @@ impl Batch {
         Ok(Self {
             guards: Guard::parse_list(&link.loop_guards)?,
             contention: Contention::parse(&link.contention)?,
+            statements: TableStatements::new(&link),
             link,
             map,
             records,
+        })
+    }
+
+    fn read(&self, rec: &Value) -> Read {
+        inbound::read(rec, &self.map, self.reading()).map_err(|reason| Unread {
+            key_hint: rec.get(&self.link.remote_key_field).and_then(|v| match v {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            }),
+            reason,
         })
     }
 
@@ -121,6 +168,29 @@ impl Batch {
             tombstone_field: self.setting("tombstone_field").unwrap_or("_deleted"),
             time_field: self.setting("remote_time_field"),
         }
+    }
+
+    /// How this link decides about incoming records (`logic::decide`).
+    fn rules(&self) -> Rules<'_> {
+        Rules {
+            map: &self.map,
+            key_column: &self.link.key_column,
+            remote_key_field: &self.link.remote_key_field,
+            guards: &self.guards,
+            contention: self.contention,
+            local_time_column: self.setting("local_time_column"),
+            deletes: Deletes::from_settings(self.setting("deletes"), self.setting("soft_delete_column")),
+            writes_back: self.setting("local_id_field").is_some(),
+        }
+    }
+
+    /// A tombstone on a link that soft-deletes without naming the column.
+    fn no_soft_delete_column(&self) -> SyncError {
+        SyncError::new(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("link \"{}\" soft-deletes but has no soft_delete_column", self.link.name),
+            "Name the column: SELECT syncbridge.alter_link(<link>, '{\"soft_delete_column\": \"deleted\"}');",
+        )
     }
 
     pub(crate) fn setting(&self, name: &str) -> Option<&str> {

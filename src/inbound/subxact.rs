@@ -3,12 +3,25 @@
 
 use pgrx::pg_sys;
 use pgrx::pg_sys::panic::CaughtError;
-use pgrx::PgTryBuilder;
+use pgrx::{PgSqlErrorCode, PgTryBuilder};
 use std::panic::AssertUnwindSafe;
 
 /// Runs `f` in an internal subtransaction: committed when `f` returns, rolled back when it
 /// raises an ERROR, whose message is returned.
 pub fn run<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+    run_catching(f, |_| true)
+}
+
+/// Like [`run`], but a cancel (a query cancel, a statement timeout) is raised again once the
+/// subtransaction is rolled back: a caller that would go on to try the work another way must
+/// stop instead.
+pub fn run_unless_cancelled<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+    run_catching(f, |code| code != PgSqlErrorCode::ERRCODE_QUERY_CANCELED)
+}
+
+/// Runs `f` in a subtransaction; an ERROR whose code `catch` refuses is raised again after
+/// the rollback.
+fn run_catching<R>(f: impl FnOnce() -> R, catch: fn(PgSqlErrorCode) -> bool) -> Result<R, String> {
     unsafe {
         let ctx = pg_sys::CurrentMemoryContext;
         let owner = pg_sys::CurrentResourceOwner;
@@ -25,14 +38,18 @@ pub fn run<R>(f: impl FnOnce() -> R) -> Result<R, String> {
         }))
         .catch_others(move |e| {
             pg_sys::MemoryContextSwitchTo(ctx);
-            let message = match &e {
+            let report = match &e {
                 CaughtError::PostgresError(r)
                 | CaughtError::ErrorReport(r)
-                | CaughtError::RustPanic { ereport: r, .. } => r.message().to_string(),
+                | CaughtError::RustPanic { ereport: r, .. } => r,
             };
+            let (code, message) = (report.sql_error_code(), report.message().to_string());
             pg_sys::RollbackAndReleaseCurrentSubTransaction();
             pg_sys::MemoryContextSwitchTo(ctx);
             pg_sys::CurrentResourceOwner = owner;
+            if !catch(code) {
+                e.rethrow();
+            }
             Err(message)
         })
         .execute()

@@ -5,6 +5,7 @@
 
 pub mod canonical;
 pub mod contention;
+pub mod decide;
 pub mod delivery;
 pub mod fingerprint;
 pub mod guards;

@@ -1,0 +1,185 @@
+//! Applying a set of records together: the state and local rows of all of them in two
+//! queries, every decision in Rust (`logic::decide`), the writes into the table in record
+//! order, one statement per run of records with the same kind of write and columns, the id
+//! map, events and conflicts one statement each.
+//!
+//! Records that touch the same remote record or the same local row cannot be applied
+//! together as if one came after the other; such a set is refused (`None`) and applied one
+//! record at a time. So is a set whose write fails: the caller runs it in a subtransaction,
+//! and on any error applies its records one by one, each with its own outcome.
+
+use super::journal::Journal;
+use super::prefetch;
+use super::write::TableWrites;
+use super::{Batch, Read, Row};
+use crate::capture::enqueue::{enqueue, enqueue_with_fields, Op};
+use crate::logic::decide::{decide, key_text, settle, Decided, Decision, State};
+use crate::logic::guards::Stop;
+use crate::logic::inbound::Incoming;
+use serde_json::{Map, Value};
+use std::collections::{HashMap, HashSet};
+
+/// One record on its way: where it is in the set, what is known of it, what to do.
+struct Plan<'a> {
+    slot: usize,
+    inc: &'a Incoming,
+    /// The paired local key, when its row exists.
+    local_key: Option<String>,
+    local_row: Option<&'a Map<String, Value>>,
+    decided: Decided,
+}
+
+impl Batch {
+    /// Applies `records` together and returns one row per record, in their order; `None`
+    /// when two of them touch the same record or row (nothing was written then).
+    pub(super) fn apply_together(&self, records: &[Read]) -> Option<Vec<Row>> {
+        let incoming: Vec<(usize, &Incoming)> =
+            records.iter().enumerate().filter_map(|(slot, r)| Some((slot, r.as_ref().ok()?))).collect();
+        let mut remote_keys = HashSet::with_capacity(incoming.len());
+        if !incoming.iter().all(|(_, inc)| remote_keys.insert(inc.remote_key.as_str())) {
+            return None;
+        }
+        let states = prefetch::states(self.link.id, remote_keys.into_iter().collect());
+        let paired: Vec<Option<String>> = incoming
+            .iter()
+            .map(|(_, inc)| {
+                states.get(&inc.remote_key).and_then(|s| s.local_key.clone()).or_else(|| inc.local_id.clone())
+            })
+            .collect();
+        let asked: HashSet<&str> = paired.iter().flatten().map(String::as_str).collect();
+        let rows = prefetch::local_rows(&self.statements, asked.into_iter().collect());
+
+        let rules = self.rules();
+        let no_state = State::default();
+        let plans: Vec<Plan<'_>> = incoming
+            .iter()
+            .zip(paired)
+            .map(|(&(slot, inc), paired)| {
+                let local_row = paired.as_deref().and_then(|k| rows.get(k));
+                let state = states.get(&inc.remote_key).unwrap_or(&no_state);
+                let decided = decide(&rules, inc, state, local_row);
+                Plan { slot, inc, local_key: local_row.and(paired), local_row, decided }
+            })
+            .collect();
+        if self.clash(&plans) {
+            return None;
+        }
+
+        let mut writes = TableWrites::default();
+        for p in &plans {
+            let key = || p.local_key.clone().expect("a decision to change a row has its key");
+            match &p.decided.decision {
+                Decision::Delete => writes.delete(key()),
+                Decision::SoftDelete { column } => {
+                    let column = column.as_deref().unwrap_or_else(|| self.no_soft_delete_column().raise());
+                    writes.soft_delete(key(), column);
+                }
+                Decision::Write(w) if w.keeps_the_row() => {}
+                Decision::Write(w) if w.update => writes.update(p.slot, key(), w.values.clone()),
+                Decision::Write(w) => writes.insert(p.slot, w.values.clone()),
+                Decision::Skip { .. } | Decision::Echo => {}
+            }
+        }
+        let mut stored = writes.run(&self.link, &self.statements);
+
+        let mut journal = Journal::default();
+        let mut plans = plans.into_iter();
+        let out = records
+            .iter()
+            .enumerate()
+            .map(|(slot, record)| match record {
+                Err(unread) => {
+                    journal.event(None, unread.key_hint.as_deref(), "failed", Some(&unread.reason), None);
+                    (unread.key_hint.clone(), None, "failed".into(), Some(unread.reason.clone()))
+                }
+                Ok(_) => {
+                    let plan = plans.next().expect("one plan per record read");
+                    self.conclude(plan, stored.remove(&slot), &mut journal)
+                }
+            })
+            .collect();
+        journal.write(self.link.id);
+        Some(out)
+    }
+
+    /// Two records that would touch the same local row: the row one of them reads, or the
+    /// key one of them writes (an explicit mapping of the key column).
+    fn clash(&self, plans: &[Plan<'_>]) -> bool {
+        let key_column = self.link.key_column.as_str();
+        let mut owner: HashMap<String, usize> = HashMap::with_capacity(plans.len());
+        for (i, p) in plans.iter().enumerate() {
+            let read = p.local_row.map(|row| key_text(row.get(key_column).unwrap_or(&Value::Null)));
+            let written = match &p.decided.decision {
+                Decision::Write(w) => w.values.get(key_column).map(key_text),
+                _ => None,
+            };
+            for key in read.into_iter().chain(written) {
+                if *owner.entry(key).or_insert(i) != i {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// After the writes: one record's id map, conflicts, event, outbox entries and result.
+    fn conclude(&self, plan: Plan<'_>, stored: Option<Map<String, Value>>, journal: &mut Journal) -> Row {
+        let Plan { inc, local_key, local_row, decided, .. } = plan;
+        let fp = decided.fingerprint.as_str();
+        let remote_key = inc.remote_key.as_str();
+        let (local_key, status, reason) = match decided.decision {
+            Decision::Skip { status, reason } => {
+                journal.event(local_key.as_deref(), Some(remote_key), status, Some(reason), Some(fp));
+                (local_key, status, Some(reason.to_owned()))
+            }
+            Decision::Echo => {
+                let reason = Stop::NoChange.reason();
+                journal.remember(
+                    local_key.as_deref().expect("an echo has a local row"),
+                    remote_key,
+                    None,
+                    fp,
+                    "ignored",
+                );
+                journal.event(local_key.as_deref(), Some(remote_key), "ignored", Some(reason), Some(fp));
+                (local_key, "ignored", Some(reason.to_owned()))
+            }
+            Decision::Delete => {
+                let key = local_key.expect("a delete has a local row");
+                journal.forget(&key);
+                journal.event(Some(&key), Some(remote_key), "delivered", Some("deleted"), Some(fp));
+                (Some(key), "delivered", Some("deleted".to_owned()))
+            }
+            Decision::SoftDelete { .. } => {
+                let key = local_key.expect("a soft delete has a local row");
+                journal.remember(&key, remote_key, None, fp, "delivered");
+                journal.event(Some(&key), Some(remote_key), "delivered", Some("soft-deleted"), Some(fp));
+                (Some(key), "delivered", Some("soft-deleted".to_owned()))
+            }
+            Decision::Write(w) => {
+                let stored = if w.keeps_the_row() { local_row.cloned() } else { stored };
+                let stored = stored.unwrap_or_else(|| super::write::not_written(&self.link).raise());
+                let settled = settle(&self.rules(), inc, &stored, !w.update, &w.conflicts);
+                let key = settled.local_key;
+                journal.conflicts(&key, remote_key, &w.conflicts);
+                let keys = [key.clone()];
+                if !settled.reflect.is_empty() {
+                    enqueue_with_fields(
+                        self.link.id,
+                        Op::Reflect,
+                        &keys,
+                        Some(&self.link.name),
+                        Some(&settled.reflect),
+                    );
+                }
+                if settled.write_back {
+                    enqueue(self.link.id, Op::Writeback, &keys, Some(&self.link.name));
+                }
+                journal.remember(&key, remote_key, Some(&settled.base), fp, settled.status);
+                journal.event(Some(&key), Some(remote_key), settled.status, settled.reason.as_deref(), Some(fp));
+                (Some(key), settled.status, settled.reason)
+            }
+        };
+        (Some(inc.remote_key.clone()), local_key, status.to_owned(), reason)
+    }
+}

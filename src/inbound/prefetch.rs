@@ -1,0 +1,50 @@
+//! What a set of records needs to be decided, in two queries whatever its size: the id-map
+//! state of every record (by remote key) and every paired local row (by local key).
+
+use super::plans;
+use super::statements::{Access, TableStatements};
+use crate::logic::decide::State;
+use pgrx::JsonB;
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+
+/// The id-map state of each of these remote keys that has one, by remote key.
+pub fn states(link_id: i64, remote_keys: Vec<&str>) -> HashMap<String, State> {
+    plans::select(
+        // One index probe per key, whatever the planner would think of a join.
+        "SELECT k.k, r.local_key, r.created_by, r.base, r.in_fingerprint, r.in_status FROM unnest($2::text[]) AS k(k) \
+         CROSS JOIN LATERAL (SELECT * FROM syncbridge._record r WHERE r.link_id = $1 AND r.remote_key = k.k LIMIT 1) AS r",
+        &[link_id.into(), remote_keys.into()],
+        |rows| {
+        let mut states = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let remote_key: String = row.get(1)?.unwrap_or_default();
+            let base = row.get::<JsonB>(4)?.and_then(|j| match j.0 {
+                Value::Object(m) => Some(m),
+                _ => None,
+            });
+            let state =
+                State { local_key: row.get(2)?, created_by: row.get(3)?, base, in_fingerprint: row.get(5)?, in_status: row.get(6)? };
+            states.insert(remote_key, state);
+        }
+        Ok(states)
+    })
+}
+
+/// The rows of the link's table with these keys as JSON objects (local column names), by
+/// the key text they were asked for. A key that does not fit the key column's type raises
+/// the type's error.
+pub fn local_rows(table: &TableStatements, keys: Vec<&str>) -> HashMap<String, Map<String, Value>> {
+    if keys.is_empty() {
+        return HashMap::new();
+    }
+    table.select(Access::Rows, &[], &[keys.into()], |rows| {
+        let mut found = HashMap::with_capacity(rows.len());
+        for row in rows {
+            if let (Some(key), Some(JsonB(Value::Object(local)))) = (row.get::<String>(1)?, row.get::<JsonB>(2)?) {
+                found.insert(key, local);
+            }
+        }
+        Ok(found)
+    })
+}

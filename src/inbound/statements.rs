@@ -1,0 +1,108 @@
+//! The statements that read and write a link's table for a set of records. SQL writes them
+//! (`syncbridge._statement`: identifiers quoted with %I and regclass, the key cast to its
+//! column's type), once per call and kind of access; they are prepared once per session
+//! (`plans`) and run with `search_path = pg_catalog, pg_temp`, as a function with that SET
+//! clause runs its body: the table's own triggers see the search path they saw when these
+//! writes ran inside SQL helper functions.
+
+use super::plans;
+use crate::catalog::link::LinkRow;
+use crate::error::OrRaise;
+use pgrx::datum::DatumWithOid;
+use pgrx::pg_sys;
+use pgrx::spi::SpiTupleTable;
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+/// What a statement does (see `syncbridge._statement`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Access {
+    /// Each key with its row as jsonb.
+    Rows,
+    Update,
+    Insert,
+    Delete,
+    SoftDelete,
+    /// Raises the error of a value its column does not accept.
+    Check,
+}
+
+impl Access {
+    fn name(self) -> &'static str {
+        match self {
+            Access::Rows => "rows",
+            Access::Update => "update",
+            Access::Insert => "insert",
+            Access::Delete => "delete",
+            Access::SoftDelete => "soft_delete",
+            Access::Check => "check",
+        }
+    }
+}
+
+/// The statements of one call on one link's table, written as they are first needed.
+pub struct TableStatements {
+    relid: pg_sys::Oid,
+    key_column: String,
+    texts: RefCell<HashMap<(Access, Vec<String>), String>>,
+}
+
+impl TableStatements {
+    pub fn new(link: &LinkRow) -> Self {
+        Self { relid: link.relid(), key_column: link.key_column.clone(), texts: RefCell::new(HashMap::new()) }
+    }
+
+    /// Runs the statement of `access` (on `columns`) with `args` and hands its rows to `read`.
+    pub fn select<R>(
+        &self,
+        access: Access,
+        columns: &[String],
+        args: &[DatumWithOid<'_>],
+        read: impl FnOnce(SpiTupleTable<'_>) -> Result<R, pgrx::spi::Error>,
+    ) -> R {
+        let text = self.text(access, columns);
+        as_function_body(|| plans::select(&text, args, read))
+    }
+
+    /// Runs the statement of `access` (on `columns`) with `args` for its effect.
+    pub fn run(&self, access: Access, columns: &[String], args: &[DatumWithOid<'_>]) {
+        self.select(access, columns, args, |_| Ok(()))
+    }
+
+    fn text(&self, access: Access, columns: &[String]) -> String {
+        let key = (access, columns.to_vec());
+        if let Some(text) = self.texts.borrow().get(&key) {
+            return text.clone();
+        }
+        let text = crate::error::spi_opt::<String>(
+            "SELECT syncbridge._statement($1::regclass, $2, $3, $4::name[])",
+            &[self.relid.into(), self.key_column.as_str().into(), access.name().into(), columns.to_vec().into()],
+        )
+        .or_raise()
+        .unwrap_or_default();
+        self.texts.borrow_mut().insert(key, text.clone());
+        text
+    }
+}
+
+/// Runs `body` with `search_path = pg_catalog, pg_temp`, put back afterwards as PostgreSQL
+/// does for a function with that SET clause (on an ERROR the (sub)transaction's abort puts
+/// it back).
+fn as_function_body<R>(body: impl FnOnce() -> R) -> R {
+    unsafe {
+        let nest = pg_sys::NewGUCNestLevel();
+        pg_sys::set_config_option(
+            c"search_path".as_ptr(),
+            c"pg_catalog, pg_temp".as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            pgrx::PgLogLevel::ERROR as i32,
+            false,
+        );
+        let result = body();
+        pg_sys::AtEOXact_GUC(true, nest);
+        result
+    }
+}
