@@ -1,6 +1,7 @@
 //! Shared helpers of the end-to-end tests: connecting to the cluster that `scripts/e2e.sh`
 //! started (with `shared_preload_libraries = 'pg_syncbridge'`), fresh databases per test.
 
+pub mod fault;
 pub mod remote;
 pub mod worker;
 

@@ -1,0 +1,253 @@
+//! An in-process HTTP server that plays a REST remote and can misbehave on demand: answer
+//! 500 or 429 (with Retry-After) or 422, hang past the client's timeout, drop the connection
+//! after reading the request (before or after storing the record), or answer with a huge
+//! body. It records every request it reads.
+//!
+//! As a store it keeps one collection per path segment: `POST /{c}` assigns an id and answers
+//! 201 with the record, `PATCH`/`PUT`/`DELETE /{c}/{id}`, `GET /{c}?field=value` filters, and
+//! `POST /batch` takes the worker's batch requests.
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response};
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mode {
+    /// Behave.
+    Normal,
+    /// Answer with this status and body (and Retry-After seconds), storing nothing.
+    Status { code: u16, body: String, retry_after: Option<u64> },
+    /// Answer only after a minute.
+    Hang,
+    /// Read the request, then close the connection without answering.
+    Drop,
+    /// Do what was asked, then close the connection without answering (a lost answer).
+    StoreThenDrop,
+    /// A 200 with a 4 MiB body.
+    Huge,
+}
+
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    /// Path and query.
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    pub at: Instant,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Default)]
+struct State {
+    requests: Vec<Recorded>,
+    /// Modes for the next requests, in order; then `always`.
+    next: VecDeque<Mode>,
+    always: Option<Mode>,
+    store: BTreeMap<String, Vec<Value>>,
+    next_id: u64,
+    delay: Duration,
+}
+
+pub struct FaultServer {
+    pub port: u16,
+    state: Arc<Mutex<State>>,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl FaultServer {
+    pub fn start() -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(Mutex::new(State::default()));
+        let shared = state.clone();
+        rt.spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let state = shared.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { port, state, _rt: rt }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The next write requests (not GETs) get these modes, in order.
+    pub fn then(&self, modes: impl IntoIterator<Item = Mode>) {
+        self.state.lock().unwrap().next.extend(modes);
+    }
+
+    /// Every request from now on (after the queued ones) gets this mode.
+    pub fn always(&self, mode: Mode) {
+        self.state.lock().unwrap().always = Some(mode);
+    }
+
+    /// Each answer waits this long first.
+    pub fn delay(&self, d: Duration) {
+        self.state.lock().unwrap().delay = d;
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state.lock().unwrap().requests.clone()
+    }
+
+    pub fn records(&self, collection: &str) -> Vec<Value> {
+        self.state.lock().unwrap().store.get(collection).cloned().unwrap_or_default()
+    }
+}
+
+type Answer = Result<Response<Full<Bytes>>, std::io::Error>;
+
+fn reply(code: u16, body: String, retry_after: Option<u64>) -> Answer {
+    let mut r = Response::builder().status(code).header("content-type", "application/json");
+    if let Some(s) = retry_after {
+        r = r.header("retry-after", s.to_string());
+    }
+    Ok(r.body(Full::new(Bytes::from(body))).unwrap())
+}
+
+fn dropped() -> Answer {
+    Err(std::io::Error::other("connection dropped on purpose"))
+}
+
+async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Answer {
+    let method = req.method().to_string();
+    let target = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
+    let headers = req.headers().iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string())).collect();
+    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = String::from_utf8_lossy(&body).into_owned();
+    let (mode, delay) = {
+        let mut s = state.lock().unwrap();
+        s.requests.push(Recorded {
+            method: method.clone(),
+            target: target.clone(),
+            headers,
+            body: body.clone(),
+            at: Instant::now(),
+        });
+        // Queued modes are for writes; reads (the worker's lookups before a repeated create)
+        // pass through, so a test can say what its POSTs get.
+        let queued = if method == "GET" { None } else { s.next.pop_front() };
+        let mode = queued.or_else(|| s.always.clone()).unwrap_or(Mode::Normal);
+        (mode, s.delay)
+    };
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    match mode {
+        Mode::Status { code, body, retry_after } => reply(code, body, retry_after),
+        Mode::Hang => {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            reply(200, "{}".into(), None)
+        }
+        Mode::Drop => dropped(),
+        Mode::Huge => reply(200, format!("{{\"padding\": \"{}\"}}", "x".repeat(4 << 20)), None),
+        Mode::StoreThenDrop => {
+            rest(&state, &method, &target, &body);
+            dropped()
+        }
+        Mode::Normal => {
+            let (code, v) = rest(&state, &method, &target, &body);
+            reply(code, v.to_string(), None)
+        }
+    }
+}
+
+/// The store's behaviour for one request: status and body.
+fn rest(state: &Mutex<State>, method: &str, target: &str, body: &str) -> (u16, Value) {
+    let mut s = state.lock().unwrap();
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let input: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    if method == "POST" && parts == ["batch"] {
+        let mut results = Vec::new();
+        for item in input.as_array().cloned().unwrap_or_default() {
+            let record = item["record"].clone();
+            let result = match (item["op"].as_str(), item["id"].as_u64()) {
+                (Some("create"), _) => {
+                    s.next_id += 1;
+                    let id = s.next_id;
+                    let mut r = record.as_object().cloned().unwrap_or_default();
+                    r.insert("id".into(), json!(id));
+                    s.store.entry("batch".into()).or_default().push(Value::Object(r));
+                    json!({"status": 201, "id": id})
+                }
+                (Some("update"), Some(id)) => json!({"status": 200, "id": id}),
+                (Some("delete"), Some(id)) => json!({"status": 200, "id": id}),
+                _ => json!({"status": 422, "error": "bad item"}),
+            };
+            results.push(result);
+        }
+        return (200, Value::Array(results));
+    }
+    let coll = parts[0].to_string();
+    let id = parts.get(1).and_then(|i| i.parse::<u64>().ok());
+    match (method, id) {
+        ("POST", None) => {
+            s.next_id += 1;
+            let id = s.next_id;
+            let mut r: Map<String, Value> = input.as_object().cloned().unwrap_or_default();
+            r.insert("id".into(), json!(id));
+            s.store.entry(coll).or_default().push(Value::Object(r.clone()));
+            (201, Value::Object(r))
+        }
+        ("GET", None) => {
+            let filters: Vec<(String, String)> = query
+                .split('&')
+                .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+                .collect();
+            let list: Vec<Value> = s
+                .store
+                .get(&coll)
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|r| {
+                    filters.iter().all(|(k, v)| {
+                        r.get(k).is_some_and(|x| x.as_str().map(str::to_owned).unwrap_or_else(|| x.to_string()) == *v)
+                    })
+                })
+                .collect();
+            (200, Value::Array(list))
+        }
+        ("PATCH" | "PUT", Some(id)) => match s.store.entry(coll).or_default().iter_mut().find(|r| r["id"] == json!(id))
+        {
+            Some(r) => {
+                if let (Some(obj), Some(new)) = (r.as_object_mut(), input.as_object()) {
+                    obj.extend(new.clone());
+                }
+                (200, r.clone())
+            }
+            None => (404, json!({"message": "no such record"})),
+        },
+        ("DELETE", Some(id)) => {
+            let list = s.store.entry(coll).or_default();
+            let before = list.len();
+            list.retain(|r| r["id"] != json!(id));
+            if list.len() < before {
+                (200, json!({}))
+            } else {
+                (404, json!({"message": "no such record"}))
+            }
+        }
+        _ => (404, json!({"message": "not found"})),
+    }
+}
