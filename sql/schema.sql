@@ -60,7 +60,9 @@ CREATE TABLE _record (
     quarantined_at  timestamptz,
     quarantine_reason text,
     PRIMARY KEY (link_id, local_key)
-);
+-- Room on each page, so that the frequent updates of a record's state (which change no
+-- indexed column) can be HOT and leave the indexes alone.
+) WITH (fillfactor = 70);
 CREATE UNIQUE INDEX _record_remote_key ON _record (link_id, remote_key) WHERE remote_key IS NOT NULL;
 
 -- Record state of dropped links (drop_link(..., keep_state => true), or a dropped table),

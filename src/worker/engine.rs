@@ -94,6 +94,8 @@ impl Engine {
             }
             if BackgroundWorker::sighup_received() {
                 unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+                // A new retention applies at once.
+                self.next_prune = None;
                 // Lifecycle lines (start, stop, reload) are always written.
                 log!(
                     "pg_syncbridge: settings reloaded (naptime {} ms, batch_size {}, log_level {})",

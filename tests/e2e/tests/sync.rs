@@ -283,6 +283,31 @@ fn the_worker_shows_reloads_and_comes_back_after_sigterm() {
     admin.execute("SELECT pg_reload_conf()", &[]).unwrap();
     wait_for(10, "the workers log the reload", || reloads() > before);
 
+    // syncbridge.log_level and syncbridge.events_retention follow a reload.
+    let mut c = db.admin();
+    c.batch_execute(
+        "CREATE TABLE logged (id int PRIMARY KEY);
+         SELECT syncbridge.create_link('logged', 'logged', 'http://127.0.0.1:9', 'x', direction => 'inbound');
+         SELECT syncbridge.alter_link('logged', '{\"pull\": false}');
+         INSERT INTO syncbridge._event (link_id, direction, status, at) SELECT id, 'inbound', 'ignored', now() - interval '2 hours' FROM syncbridge._link;",
+    )
+    .unwrap();
+    admin.simple_query("ALTER SYSTEM SET syncbridge.events_retention = '1h'").unwrap();
+    admin.simple_query("ALTER SYSTEM SET syncbridge.log_level = 'log'").unwrap();
+    admin.execute("SELECT pg_reload_conf()", &[]).unwrap();
+    wait_for(10, "the old event pruned", || {
+        let n: i64 = db.admin().query_one("SELECT count(*) FROM syncbridge.events", &[]).unwrap().get(0);
+        n == 0
+    });
+    wait_for(10, "the prune is logged at level log", || {
+        std::fs::read_to_string(&log_file)
+            .unwrap_or_default()
+            .contains("pg_syncbridge: pruned 1 events older than 60 minutes")
+    });
+    admin.simple_query("ALTER SYSTEM RESET syncbridge.events_retention").unwrap();
+    admin.simple_query("ALTER SYSTEM RESET syncbridge.log_level").unwrap();
+    admin.execute("SELECT pg_reload_conf()", &[]).unwrap();
+
     let pid = db.wait_for_worker();
     let started = std::time::Instant::now();
     admin.execute("SELECT pg_terminate_backend($1)", &[&pid]).unwrap();
