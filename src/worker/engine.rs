@@ -41,6 +41,8 @@ struct Clock {
 
 /// After an error outside a delivery (catalog, SQL), a link rests this long.
 const REST: Duration = Duration::from_secs(5);
+/// Shortest time between the starts of two rounds (see `run`).
+const MIN_ROUND: Duration = Duration::from_millis(5);
 /// Batches of one link on the network at once: while one travels, the next is prepared.
 const BATCHES_IN_FLIGHT: usize = 2;
 /// Default pull interval of realtime links (`pull_interval`, seconds).
@@ -63,6 +65,7 @@ impl Engine {
     pub fn run(&mut self) {
         let mut installed = false;
         loop {
+            let round = Instant::now();
             if !installed {
                 installed = in_transaction(|| {
                     let found = spi_opt::<bool>("SELECT true FROM pg_extension WHERE extname = 'pg_syncbridge'", &[])
@@ -89,6 +92,12 @@ impl Engine {
             }
             let nap = Duration::from_millis(settings::NAPTIME_MS.get().max(10) as u64);
             let timeout = if std::mem::take(&mut self.again) { Duration::ZERO } else { self.until_due(nap) };
+            // Commits may set the latch thousands of times a second; one round per
+            // MIN_ROUND at most takes them in together instead of a round (a transaction)
+            // for each, so a busy table does not cost the worker a core.
+            if let Some(rest) = MIN_ROUND.checked_sub(round.elapsed()) {
+                std::thread::sleep(rest);
+            }
             if !BackgroundWorker::wait_latch(Some(timeout.max(Duration::from_millis(1)))) {
                 break;
             }
