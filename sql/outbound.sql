@@ -278,18 +278,29 @@ BEGIN
 END
 $$;
 
+-- The link of this name, or the error every function gives for an unknown one.
+CREATE FUNCTION _link_named(p_name text) RETURNS _link
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    l @extschema@._link;
+BEGIN
+    SELECT * INTO l FROM @extschema@._link WHERE name = p_name;
+    IF l.id IS NULL THEN
+        RAISE EXCEPTION 'link "%" does not exist', p_name USING ERRCODE = 'undefined_object',
+            HINT = 'See SELECT name FROM syncbridge.links for the links there are.';
+    END IF;
+    RETURN l;
+END
+$$;
+REVOKE ALL ON FUNCTION _link_named(text) FROM PUBLIC;
+
 -- Queues the dead-lettered records of a link again; returns how many.
 CREATE FUNCTION retry_failed(link text) RETURNS bigint
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    l bigint;
+    l bigint := (@extschema@._link_named(link)).id;
     n bigint;
 BEGIN
-    SELECT id INTO l FROM @extschema@._link WHERE name = link;
-    IF l IS NULL THEN
-        RAISE EXCEPTION 'link "%" does not exist', link USING ERRCODE = 'undefined_object',
-            HINT = 'See SELECT name FROM syncbridge.links;';
-    END IF;
     UPDATE @extschema@._pending SET failed = false, attempt = 0, next_attempt = now(), last_error = NULL
     WHERE link_id = l AND failed;
     GET DIAGNOSTICS n = ROW_COUNT;
@@ -303,14 +314,9 @@ $$;
 CREATE FUNCTION backfill(link text) RETURNS bigint
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    l @extschema@._link;
+    l @extschema@._link := @extschema@._link_named(link);
     n bigint;
 BEGIN
-    SELECT * INTO l FROM @extschema@._link WHERE name = link;
-    IF l.id IS NULL THEN
-        RAISE EXCEPTION 'link "%" does not exist', link USING ERRCODE = 'undefined_object',
-            HINT = 'See SELECT name FROM syncbridge.links;';
-    END IF;
     IF l.direction = 'inbound' THEN
         RAISE EXCEPTION 'link "%" does not send records (direction inbound)', link
             USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -331,13 +337,8 @@ REVOKE ALL ON FUNCTION set_secret(text, text), retry_failed(text), backfill(text
 CREATE FUNCTION release(link text, local_key text) RETURNS void
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    l bigint;
+    l bigint := (@extschema@._link_named(link)).id;
 BEGIN
-    SELECT id INTO l FROM @extschema@._link WHERE name = link;
-    IF l IS NULL THEN
-        RAISE EXCEPTION 'link "%" does not exist', link USING ERRCODE = 'undefined_object',
-            HINT = 'See SELECT name FROM syncbridge.links;';
-    END IF;
     UPDATE @extschema@._record r SET quarantined_at = NULL, quarantine_reason = NULL, hop_times = '{}', updated_at = now()
     WHERE r.link_id = l AND r.local_key = release.local_key AND r.quarantined_at IS NOT NULL;
     IF NOT FOUND THEN

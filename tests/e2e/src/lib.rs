@@ -92,6 +92,12 @@ pub fn outbox_keys(client: &mut Client, link: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The cluster's server log so far (scripts/e2e.sh keeps it in its data directory).
+pub fn server_log() -> String {
+    let dir = std::env::var("SYNCBRIDGE_E2E_DIR").unwrap_or_else(|_| "/tmp/syncbridge-e2e".into());
+    std::fs::read_to_string(format!("{dir}/server.log")).unwrap_or_default()
+}
+
 /// The SQLSTATE of a failed statement.
 pub fn sqlstate(err: &postgres::Error) -> String {
     err.code().map(|c| c.code().to_string()).unwrap_or_else(|| format!("no SQLSTATE: {err}"))

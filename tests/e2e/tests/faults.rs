@@ -172,11 +172,7 @@ fn secrets_travel_in_headers_but_are_never_written_down() {
         .unwrap()
         .get(0);
     assert_eq!(leaks, 0);
-    let log = std::fs::read_to_string(format!(
-        "{}/server.log",
-        std::env::var("SYNCBRIDGE_E2E_DIR").unwrap_or_else(|_| "/tmp/syncbridge-e2e".into())
-    ))
-    .unwrap_or_default();
+    let log = syncbridge_e2e::server_log();
     assert!(!log.contains("very-secret-123"), "the secret is in the server log");
 }
 

@@ -219,11 +219,7 @@ fn the_detector_quarantines_a_link_that_is_not_deterministic() {
     assert_eq!(db.events("stamped", "outbound", "delivered"), out_at_quarantine, "a quarantined record is not sent");
     let reason: String = c.query_one("SELECT reason FROM syncbridge.quarantine", &[]).unwrap().get(0);
     assert!(reason.contains("hops within"), "{reason}");
-    let log = std::fs::read_to_string(format!(
-        "{}/server.log",
-        std::env::var("SYNCBRIDGE_E2E_DIR").unwrap_or_else(|_| "/tmp/syncbridge-e2e".into())
-    ))
-    .unwrap_or_default();
+    let log = syncbridge_e2e::server_log();
     assert!(
         log.contains("WARNING:  pg_syncbridge: link stamped: record 1 quarantined"),
         "no WARNING in the server log"
@@ -275,10 +271,7 @@ fn the_worker_shows_reloads_and_comes_back_after_sigterm() {
         .unwrap()
         .get(0);
     assert_eq!(backend, "pg_syncbridge");
-    let log_file =
-        format!("{}/server.log", std::env::var("SYNCBRIDGE_E2E_DIR").unwrap_or_else(|_| "/tmp/syncbridge-e2e".into()));
-    let reloads =
-        || std::fs::read_to_string(&log_file).unwrap_or_default().matches("pg_syncbridge: settings reloaded").count();
+    let reloads = || syncbridge_e2e::server_log().matches("pg_syncbridge: settings reloaded").count();
     let before = reloads();
     admin.execute("SELECT pg_reload_conf()", &[]).unwrap();
     wait_for(10, "the workers log the reload", || reloads() > before);
@@ -300,9 +293,7 @@ fn the_worker_shows_reloads_and_comes_back_after_sigterm() {
         n == 0
     });
     wait_for(10, "the prune is logged at level log", || {
-        std::fs::read_to_string(&log_file)
-            .unwrap_or_default()
-            .contains("pg_syncbridge: pruned 1 events older than 60 minutes")
+        syncbridge_e2e::server_log().contains("pg_syncbridge: pruned 1 events older than 60 minutes")
     });
     admin.simple_query("ALTER SYSTEM RESET syncbridge.events_retention").unwrap();
     admin.simple_query("ALTER SYSTEM RESET syncbridge.log_level").unwrap();
