@@ -85,9 +85,13 @@ impl Engine {
             if installed {
                 self.prune();
                 self.collect();
-                if let Err(e) = in_transaction(|| self.dispatch()) {
-                    say(Level::Warning, None, &e);
-                    installed = false;
+                match in_transaction(|| self.dispatch()) {
+                    // Recorded after the round's transaction, each in one of its own.
+                    Ok(troubles) => troubles.into_iter().for_each(|(link, e)| self.trouble(link, &e)),
+                    Err(e) => {
+                        say(Level::Warning, None, &e);
+                        installed = false;
+                    }
                 }
             }
             let nap = Duration::from_millis(settings::NAPTIME_MS.get().max(10) as u64);
@@ -175,7 +179,9 @@ impl Engine {
     }
 
     /// Starts what is due, in the caller's transaction (each link in a subtransaction).
-    fn dispatch(&mut self) {
+    /// Returns the links that could not start, with why.
+    fn dispatch(&mut self) -> Vec<(i64, String)> {
+        let mut troubles = Vec::new();
         let links = LinkRow::load_all().or_raise();
         self.clocks.retain(|id, _| links.iter().any(|l| l.id == *id));
         let now = Instant::now();
@@ -191,21 +197,33 @@ impl Engine {
                 Schedule::Every(n) => Some(Duration::from_secs(u64::from(n))),
                 Schedule::Realtime => None,
             };
-            let send_due = clock.sending < BATCHES_IN_FLIGHT && clock.next_send.is_none_or(|t| t <= now);
+            let send_due =
+                direction.sends() && clock.sending < BATCHES_IN_FLIGHT && clock.next_send.is_none_or(|t| t <= now);
             let pull_due = !clock.pulling
                 && direction.receives()
                 && link.settings.get("pull").and_then(|v| v.as_bool()) != Some(false)
                 && clock.next_pull.is_none_or(|t| t <= now);
-            if direction.sends() && send_due {
+            if !send_due && !pull_due {
+                continue;
+            }
+            // Without its auth secret a link sends and pulls nothing (and claims nothing).
+            let secret = match subxact::run(|| secret(link)) {
+                Ok(Ok(secret)) => secret,
+                Ok(Err(e)) | Err(e) => {
+                    troubles.push((link.id, e));
+                    continue;
+                }
+            };
+            if send_due {
                 let limit = link.number("batch_size", batch as u64).min(100_000) as i32;
-                match subxact::run(|| claim::claim(link, limit).map(|d| (d, secret(link)))) {
-                    Ok(Ok((deliveries, secret))) => {
+                match subxact::run(|| claim::claim(link, limit)) {
+                    Ok(Ok(deliveries)) => {
                         let clock = self.clocks.get_mut(&link.id).expect("clock exists");
                         clock.next_send = every.map(|e| now + e);
                         if !deliveries.is_empty() {
                             clock.sending += 1;
                             let full = deliveries.len() as i32 >= limit;
-                            let conv = Arc::new(Conventions::of(link, secret.ok().flatten()));
+                            let conv = Arc::new(Conventions::of(link, secret.clone()));
                             let client = self.client(conv.timeout_ms, conv.max_response_bytes);
                             let link_id = link.id;
                             self.transport.spawn(async move {
@@ -213,18 +231,18 @@ impl Engine {
                             });
                         }
                     }
-                    Ok(Err(e)) => self.trouble(link.id, &e.to_string()),
-                    Err(e) => self.trouble(link.id, &e),
+                    Ok(Err(e)) => troubles.push((link.id, e.to_string())),
+                    Err(e) => troubles.push((link.id, e)),
                 }
             }
             if pull_due {
                 let interval = every.unwrap_or(Duration::from_secs(link.number("pull_interval", PULL_INTERVAL).max(1)));
-                match subxact::run(|| pull::cursor(link.id).map(|c| (c, secret(link)))) {
-                    Ok(Ok((cursor, secret))) => {
+                match subxact::run(|| pull::cursor(link.id)) {
+                    Ok(Ok(cursor)) => {
                         let clock = self.clocks.get_mut(&link.id).expect("clock exists");
                         clock.pulling = true;
                         clock.next_pull = Some(now + interval);
-                        let conv = Conventions::of(link, secret.ok().flatten());
+                        let conv = Conventions::of(link, secret.clone());
                         let spec = pull::spec(link, cursor.as_deref(), conv.headers.clone());
                         let client = self.client(conv.timeout_ms, conv.max_response_bytes);
                         let link_id = link.id;
@@ -232,11 +250,12 @@ impl Engine {
                             Done::Pulled { link_id, result: pull::fetch::fetch(client, spec).await }
                         });
                     }
-                    Ok(Err(e)) => self.trouble(link.id, &e.to_string()),
-                    Err(e) => self.trouble(link.id, &e),
+                    Ok(Err(e)) => troubles.push((link.id, e.to_string())),
+                    Err(e) => troubles.push((link.id, e)),
                 }
             }
         }
+        troubles
     }
 
     fn client(&mut self, timeout_ms: u64, max_bytes: usize) -> Client {

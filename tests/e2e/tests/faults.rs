@@ -174,6 +174,23 @@ fn secrets_travel_in_headers_but_are_never_written_down() {
     assert_eq!(leaks, 0);
     let log = syncbridge_e2e::server_log();
     assert!(!log.contains("very-secret-123"), "the secret is in the server log");
+
+    // A link whose secret is missing sends nothing without it, and says why.
+    link(&db, "nokey", &server.url(), json!({"auth_secret": "missing"}));
+    c.execute("INSERT INTO nokey (name) VALUES ('Bob')", &[]).unwrap();
+    wait_for(20, "the link is failing for its secret", || {
+        let r = db
+            .admin()
+            .query_one("SELECT state, coalesce(last_error, '') FROM syncbridge.link_status WHERE link = 'nokey'", &[])
+            .unwrap();
+        let (state, error): (String, String) = (r.get(0), r.get(1));
+        state == "failing" && error.contains("secret \"missing\" is not set")
+    });
+    assert!(server.requests().iter().all(|r| !r.target.starts_with("/nokey")), "sent without its auth header");
+    c.execute("SELECT syncbridge.set_secret('missing', 'found-it')", &[]).unwrap();
+    wait_for(30, "delivered once the secret is set", || server.records("nokey").len() == 1);
+    let sent = server.requests().into_iter().find(|r| r.target == "/nokey").unwrap();
+    assert_eq!(sent.header("authorization"), Some("found-it"));
 }
 
 #[test]
