@@ -107,7 +107,7 @@ impl Client {
         }
         Answer {
             status: Some(status),
-            body: String::from_utf8_lossy(&body).into_owned(),
+            body: scrub(String::from_utf8_lossy(&body).into_owned(), &req.headers),
             retry_after,
             error: None,
             next_link,
@@ -123,6 +123,17 @@ impl Client {
             format!("request failed: {}", root_cause(e))
         }
     }
+}
+
+/// The text with every header value we sent (auth secrets among them) masked: a remote that
+/// repeats a credential in its error message must not get it into events or logs.
+fn scrub(mut text: String, headers: &[(String, String)]) -> String {
+    for (_, value) in headers.iter().filter(|(_, v)| v.len() >= 6) {
+        if text.contains(value.as_str()) {
+            text = text.replace(value.as_str(), "***");
+        }
+    }
+    text
 }
 
 fn failure(error: String) -> Answer {

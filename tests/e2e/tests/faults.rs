@@ -162,16 +162,19 @@ fn secrets_travel_in_headers_but_are_never_written_down() {
     wait_for(20, "the request arrived", || !server.requests().is_empty());
     assert_eq!(server.requests()[0].header("x-api-key"), Some("very-secret-123"));
     wait_for(20, "the refusal is recorded", || !events(&db, "t").is_empty());
-    // The remote echoed the key in its message: it is kept as the remote said it, but the
-    // worker itself never writes the header value anywhere.
+    // The remote repeated the key in its message: it is masked before anything is stored.
     let leaks: i64 = c
         .query_one(
-            "SELECT count(*) FROM syncbridge.events WHERE to_jsonb(events)::text LIKE '%very-secret%' AND reason NOT LIKE 'HTTP 401:%'",
+            "SELECT (SELECT count(*) FROM syncbridge.events WHERE to_jsonb(events)::text LIKE '%very-secret%') \
+                  + (SELECT count(*) FROM syncbridge._pending WHERE last_error LIKE '%very-secret%')",
             &[],
         )
         .unwrap()
         .get(0);
     assert_eq!(leaks, 0);
+    let reason: String =
+        c.query_one("SELECT reason FROM syncbridge.events WHERE link = 't' ORDER BY id LIMIT 1", &[]).unwrap().get(0);
+    assert_eq!(reason, "HTTP 401: key *** expired");
     let log = syncbridge_e2e::server_log();
     assert!(!log.contains("very-secret-123"), "the secret is in the server log");
 
