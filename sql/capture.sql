@@ -52,9 +52,13 @@ BEGIN
     IF l.track_columns THEN
         IF NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = l.local_table AND attname = '_sync_last_touch' AND NOT attisdropped) THEN
             EXECUTE format('ALTER TABLE %s ADD COLUMN %I text', l.local_table, '_sync_last_touch');
+            -- Defaults for new rows only (existing rows stay NULL: never touched since): with
+            -- them in place, the row trigger fills a user's insert without copying the row.
+            EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET DEFAULT %L', l.local_table, '_sync_last_touch', 'local');
         END IF;
         IF NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = l.local_table AND attname = '_sync_fingerprint' AND NOT attisdropped) THEN
             EXECUTE format('ALTER TABLE %s ADD COLUMN %I text', l.local_table, '_sync_fingerprint');
+            EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET DEFAULT %L', l.local_table, '_sync_fingerprint', repeat('0', 32));
         END IF;
         EXECUTE format('CREATE TRIGGER %I BEFORE INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW EXECUTE FUNCTION @extschema@._capture_row(%L)',
                        @extschema@._trigger_name(l.name, 'row'), l.local_table, p_link);

@@ -17,7 +17,43 @@ struct Group {
     op: Op,
     origin: Option<String>,
     subxact: pg_sys::SubTransactionId,
-    keys: Vec<String>,
+    keys: Keys,
+}
+
+/// Keys end to end in one string (one allocation for a whole statement's keys, not one each).
+#[derive(Default)]
+struct Keys {
+    text: String,
+    ends: Vec<usize>,
+}
+
+impl Keys {
+    fn last(&self) -> Option<&str> {
+        let end = *self.ends.last()?;
+        let start = self.ends.len().checked_sub(2).map_or(0, |i| self.ends[i]);
+        Some(&self.text[start..end])
+    }
+
+    fn push(&mut self, key: &str) {
+        self.text.push_str(key);
+        self.ends.push(self.text.len());
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn to_vec(&self) -> Vec<&str> {
+        let mut start = 0;
+        self.ends
+            .iter()
+            .map(|&end| {
+                let key = &self.text[start..end];
+                start = end;
+                key
+            })
+            .collect()
+    }
 }
 
 thread_local! {
@@ -32,11 +68,11 @@ pub fn init() {
 }
 
 /// Records that `key` of `link_id` must be delivered (`Op::Upsert`) or deleted remotely.
-pub fn push(link_id: i64, op: Op, origin: Option<&str>, key: String) {
+pub fn push(link_id: i64, op: Op, origin: Option<&str>, key: &str) {
     with_group(link_id, op, origin, |keys| {
         // Repeated edits of one row in a row of statements coalesce here already; the
         // worker coalesces the rest.
-        if keys.last() != Some(&key) {
+        if keys.last() != Some(key) {
             keys.push(key)
         }
     });
@@ -45,11 +81,11 @@ pub fn push(link_id: i64, op: Op, origin: Option<&str>, key: String) {
 /// Like [`push`] for many keys.
 pub fn extend(link_id: i64, op: Op, origin: Option<&str>, new_keys: Vec<String>) {
     if !new_keys.is_empty() {
-        with_group(link_id, op, origin, |keys| keys.extend(new_keys));
+        with_group(link_id, op, origin, |keys| new_keys.iter().for_each(|k| keys.push(k)));
     }
 }
 
-fn with_group(link_id: i64, op: Op, origin: Option<&str>, f: impl FnOnce(&mut Vec<String>)) {
+fn with_group(link_id: i64, op: Op, origin: Option<&str>, f: impl FnOnce(&mut Keys)) {
     let subxact = unsafe { pg_sys::GetCurrentSubTransactionId() };
     PENDING.with(|p| {
         let mut groups = p.borrow_mut();
@@ -57,7 +93,7 @@ fn with_group(link_id: i64, op: Op, origin: Option<&str>, f: impl FnOnce(&mut Ve
         let same =
             |g: &Group| g.link_id == link_id && g.op == op && g.subxact == subxact && g.origin.as_deref() == origin;
         if !groups.last().is_some_and(same) {
-            groups.push(Group { link_id, op, origin: origin.map(str::to_owned), subxact, keys: Vec::new() });
+            groups.push(Group { link_id, op, origin: origin.map(str::to_owned), subxact, keys: Keys::default() });
         }
         f(&mut groups.last_mut().expect("a group was just pushed").keys);
     });
@@ -76,7 +112,7 @@ pub fn flush() {
         return;
     }
     for g in &groups {
-        enqueue(g.link_id, g.op, &g.keys, g.origin.as_deref());
+        enqueue(g.link_id, g.op, &g.keys.to_vec(), g.origin.as_deref());
     }
 }
 

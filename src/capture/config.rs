@@ -70,6 +70,9 @@ thread_local! {
     static CACHE: RefCell<HashMap<(i64, pg_sys::Oid), Rc<CaptureConfig>>> = RefCell::new(HashMap::new());
     /// Set when an invalidation arrived while the cache was borrowed.
     static RESET_PENDING: Cell<bool> = const { Cell::new(false) };
+    /// The configuration of the trigger that fired last, by trigger OID: the rows of one
+    /// statement all fire the same trigger, so most calls need no argument parsing or hashing.
+    static LAST: RefCell<Option<(pg_sys::Oid, Rc<CaptureConfig>)>> = const { RefCell::new(None) };
 }
 
 pub fn init() {
@@ -78,11 +81,36 @@ pub fn init() {
 
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn invalidate(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    LAST.with(|last| match last.try_borrow_mut() {
+        Ok(mut last) => *last = None,
+        Err(_) => RESET_PENDING.with(|p| p.set(true)),
+    });
     CACHE.with(|cache| match cache.try_borrow_mut() {
         Ok(mut map) if relid == pg_sys::InvalidOid => map.clear(),
         Ok(mut map) => map.retain(|_, cfg| cfg.relid != relid),
         Err(_) => RESET_PENDING.with(|p| p.set(true)),
     });
+}
+
+/// The configuration of the link whose capture trigger `td` fired (`func` names the trigger
+/// function in errors).
+///
+/// # Safety
+/// `td` must be the trigger data of the current call.
+pub unsafe fn for_trigger(td: &pg_sys::TriggerData, func: &str) -> Rc<CaptureConfig> {
+    let tgoid = (*td.tg_trigger).tgoid;
+    let relid = (*td.tg_relation).rd_id;
+    if !RESET_PENDING.with(|p| p.get()) {
+        let hit = LAST.with(|l| {
+            l.borrow().as_ref().filter(|(t, cfg)| *t == tgoid && cfg.relid == relid).map(|(_, cfg)| cfg.clone())
+        });
+        if let Some(cfg) = hit {
+            return cfg;
+        }
+    }
+    let cfg = get(super::trigger::link_id(td, func), td.tg_relation);
+    LAST.with(|l| *l.borrow_mut() = Some((tgoid, cfg.clone())));
+    cfg
 }
 
 /// The configuration of `link_id` for the trigger's relation, loading it on a cache miss.
@@ -92,6 +120,7 @@ unsafe extern "C-unwind" fn invalidate(_arg: pg_sys::Datum, relid: pg_sys::Oid) 
 pub unsafe fn get(link_id: i64, rel: pg_sys::Relation) -> Rc<CaptureConfig> {
     if RESET_PENDING.with(|p| p.replace(false)) {
         CACHE.with(|c| c.borrow_mut().clear());
+        LAST.with(|l| *l.borrow_mut() = None);
     }
     let relid = unsafe { (*rel).rd_id };
     if let Some(cfg) = CACHE.with(|c| c.borrow().get(&(link_id, relid)).cloned()) {

@@ -21,6 +21,10 @@ use std::cell::RefCell;
 
 thread_local! {
     static WRITER: RefCell<RecordWriter> = RefCell::new(RecordWriter::new());
+    /// Room for a new and an old key, reused from row to row.
+    static KEYS: RefCell<(String, String)> = const { RefCell::new((String::new(), String::new())) };
+    /// A row's columns, taken apart once per call instead of once per synced field.
+    static COLUMNS: RefCell<(Vec<pg_sys::Datum>, Vec<bool>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
 crate::capture::trigger::finfo_v1!(pg_finfo_syncbridge_capture_row);
@@ -32,7 +36,7 @@ crate::capture::trigger::finfo_v1!(pg_finfo_syncbridge_capture_row);
 pub unsafe extern "C-unwind" fn syncbridge_capture_row(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
     const FUNC: &str = "syncbridge._capture_row";
     let td = trigger::trigger_data(fcinfo, FUNC, true);
-    let cfg = config::get(trigger::link_id(td, FUNC), td.tg_relation);
+    let cfg = config::for_trigger(td, FUNC);
     let desc = (*td.tg_relation).rd_att;
     let origin = origin::current();
     let own_write = origin == Some(cfg.name.as_str());
@@ -41,7 +45,11 @@ pub unsafe extern "C-unwind" fn syncbridge_capture_row(fcinfo: pg_sys::FunctionC
 
     if op == pg_sys::TRIGGER_EVENT_DELETE {
         if enqueue {
-            buffer::push(cfg.link_id, Op::Delete, origin, key_of(&cfg, td.tg_trigtuple, desc));
+            KEYS.with(|k| {
+                let (key, _) = &mut *k.borrow_mut();
+                key_of(&cfg, td.tg_trigtuple, desc, key);
+                buffer::push(cfg.link_id, Op::Delete, origin, key);
+            });
         }
         return pg_sys::Datum::from(td.tg_trigtuple);
     }
@@ -58,27 +66,42 @@ pub unsafe extern "C-unwind" fn syncbridge_capture_row(fcinfo: pg_sys::FunctionC
         write_fields(&cfg, &mut w, new, desc, |f| !f.volatile);
         fingerprint::of_canonical(w.finish())
     });
+    // The new row's tracking columns, from the columns write_fields has just taken apart.
+    let (stored_touch, stored_fp) = COLUMNS.with(|c| {
+        let (values, nulls) = &*c.borrow();
+        let at = |att: i16| (!nulls[att as usize - 1]).then(|| values[att as usize - 1]);
+        (at(touch_att), at(fp_att))
+    });
     if enqueue && own_write && cfg.ownership_guard && only_remote_owned_changed(&cfg, old, new, desc) {
         enqueue = false;
     }
     if enqueue {
-        let new_key = key_of(&cfg, new, desc);
-        match old {
-            None => buffer::push(cfg.link_id, Op::Upsert, origin, new_key),
-            Some(old) => {
-                let old_key = key_of(&cfg, old, desc);
-                if old_key != new_key {
-                    buffer::push(cfg.link_id, Op::Delete, origin, old_key);
-                    buffer::push(cfg.link_id, Op::Upsert, origin, new_key);
-                } else if changed(&cfg, old, new, desc, fp_att, &fp) {
-                    buffer::push(cfg.link_id, Op::Upsert, origin, new_key);
+        KEYS.with(|k| {
+            let (new_key, old_key) = &mut *k.borrow_mut();
+            key_of(&cfg, new, desc, new_key);
+            match old {
+                None => buffer::push(cfg.link_id, Op::Upsert, origin, new_key),
+                Some(old) => {
+                    key_of(&cfg, old, desc, old_key);
+                    if old_key != new_key {
+                        buffer::push(cfg.link_id, Op::Delete, origin, old_key);
+                        buffer::push(cfg.link_id, Op::Upsert, origin, new_key);
+                    } else if changed(&cfg, old, new, desc, fp_att, &fp) {
+                        buffer::push(cfg.link_id, Op::Upsert, origin, new_key);
+                    }
                 }
             }
-        }
+        });
     }
     let touch = origin.unwrap_or(LOCAL_TOUCH);
-    if text_attr(new, touch_att, desc) == Some(touch) && text_attr(new, fp_att, desc) == Some(fp.as_str()) {
-        return pg_sys::Datum::from(new);
+    if stored_touch.map(|d| datum_text(d)) == Some(touch) {
+        match stored_fp {
+            Some(d) if datum_text(d) == fp => return pg_sys::Datum::from(new),
+            // The usual case: only the fingerprint changed, and the column's default (or the
+            // old fingerprint) has the room for the new one.
+            Some(d) if owns_tuple(td, op, new) && overwrite(d, &fp) => return pg_sys::Datum::from(new),
+            _ => {}
+        }
     }
     let mut cols = [touch_att as i32, fp_att as i32];
     let mut values = [text_datum(touch), text_datum(&fp)];
@@ -143,17 +166,66 @@ unsafe fn write_fields(
     keep: impl Fn(&config::CapturedField) -> bool,
 ) {
     w.begin();
-    for f in cfg.fields.iter().filter(|f| keep(f)) {
-        let mut isnull = false;
-        let datum = pg_sys::heap_getattr(tuple, f.codec.attnum as i32, desc, &mut isnull);
-        f.codec.write(w, &f.remote, datum, isnull);
+    COLUMNS.with(|columns| {
+        let (values, nulls) = &mut *columns.borrow_mut();
+        let natts = (*desc).natts as usize;
+        values.resize(natts, pg_sys::Datum::from(0));
+        nulls.resize(natts, true);
+        pg_sys::heap_deform_tuple(tuple, desc, values.as_mut_ptr(), nulls.as_mut_ptr());
+        for f in cfg.fields.iter().filter(|f| keep(f)) {
+            let i = f.codec.attnum as usize - 1;
+            f.codec.write(w, &f.remote, values[i], nulls[i]);
+        }
+    });
+}
+
+/// Writes the key of `tuple` into `out`.
+unsafe fn key_of(cfg: &CaptureConfig, tuple: pg_sys::HeapTuple, desc: pg_sys::TupleDesc, out: &mut String) {
+    let mut isnull = false;
+    let datum = pg_sys::heap_getattr(tuple, cfg.key.attnum as i32, desc, &mut isnull);
+    trigger::write_key(cfg, datum, isnull, out)
+}
+
+/// Whether `tuple` is the very tuple the executor will store, in backend-local memory: the
+/// materialized tuple of the trigger's heap slot. Only then may it be changed in place (and
+/// returned as it is) instead of being copied with the changes.
+unsafe fn owns_tuple(td: &pg_sys::TriggerData, op: u32, tuple: pg_sys::HeapTuple) -> bool {
+    let slot = if op == pg_sys::TRIGGER_EVENT_UPDATE { td.tg_newslot } else { td.tg_trigslot };
+    if slot.is_null() {
+        return false;
+    }
+    let ops = (*slot).tts_ops;
+    if std::ptr::eq(ops, &raw const pg_sys::TTSOpsHeapTuple) {
+        (*(slot as *mut pg_sys::HeapTupleTableSlot)).tuple == tuple
+    } else if std::ptr::eq(ops, &raw const pg_sys::TTSOpsBufferHeapTuple) {
+        let slot = &*(slot as *mut pg_sys::BufferHeapTupleTableSlot);
+        slot.base.tuple == tuple && slot.buffer == pg_sys::InvalidBuffer as pg_sys::Buffer
+    } else {
+        false
     }
 }
 
-unsafe fn key_of(cfg: &CaptureConfig, tuple: pg_sys::HeapTuple, desc: pg_sys::TupleDesc) -> String {
-    let mut isnull = false;
-    let datum = pg_sys::heap_getattr(tuple, cfg.key.attnum as i32, desc, &mut isnull);
-    trigger::key_text(cfg, datum, isnull)
+/// Writes `text` over a stored text value of the same length (plain, not compressed or
+/// out of line). Returns whether it did.
+unsafe fn overwrite(datum: pg_sys::Datum, text: &str) -> bool {
+    let p = datum.cast_mut_ptr::<pg_sys::varlena>();
+    if pgrx::varlena::varatt_is_1b_e(p) || pgrx::varlena::varatt_is_4b_c(p) {
+        return false;
+    }
+    if pgrx::varlena::varsize_any_exhdr(p) != text.len() {
+        return false;
+    }
+    let data = pgrx::varlena::vardata_any(p) as *mut u8;
+    std::ptr::copy_nonoverlapping(text.as_ptr(), data, text.len());
+    true
+}
+
+/// A stored text value (as the tuple holds it; detoasted if it must be).
+unsafe fn datum_text<'a>(datum: pg_sys::Datum) -> &'a str {
+    let text = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
+    let len = pgrx::varlena::varsize_any_exhdr(text);
+    let data = pgrx::varlena::vardata_any(text) as *const u8;
+    std::str::from_utf8(std::slice::from_raw_parts(data, len)).unwrap_or("")
 }
 
 /// A text column's value, or `None` for NULL.

@@ -29,7 +29,7 @@ crate::capture::trigger::finfo_v1!(pg_finfo_syncbridge_capture_statement);
 pub unsafe extern "C-unwind" fn syncbridge_capture_statement(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
     const FUNC: &str = "syncbridge._capture_statement";
     let td = trigger::trigger_data(fcinfo, FUNC, false);
-    let cfg = config::get(trigger::link_id(td, FUNC), td.tg_relation);
+    let cfg = config::for_trigger(td, FUNC);
     let origin = origin::current();
     if cfg.context_guard && origin == Some(cfg.name.as_str()) {
         return pg_sys::Datum::from(0);

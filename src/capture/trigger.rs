@@ -71,6 +71,17 @@ fn wrong_use(func: &str, why: &str) -> ! {
 /// # Safety
 /// `datum` must be a value of the key column's type (ignored when `isnull`).
 pub unsafe fn key_text(cfg: &super::config::CaptureConfig, datum: pg_sys::Datum, isnull: bool) -> String {
+    let mut key = String::new();
+    write_key(cfg, datum, isnull, &mut key);
+    key
+}
+
+/// Like [`key_text`], into `out` (cleared first).
+///
+/// # Safety
+/// `datum` must be a value of the key column's type (ignored when `isnull`).
+pub unsafe fn write_key(cfg: &super::config::CaptureConfig, datum: pg_sys::Datum, isnull: bool, out: &mut String) {
+    out.clear();
     if isnull {
         // The key column is NOT NULL when the link is created; a later ALTER may drop that.
         crate::error::SyncError::new(
@@ -80,5 +91,5 @@ pub unsafe fn key_text(cfg: &super::config::CaptureConfig, datum: pg_sys::Datum,
         )
         .raise();
     }
-    cfg.key.key_text(datum)
+    cfg.key.write_key(datum, out)
 }

@@ -56,7 +56,23 @@ impl Codec {
             ValueKind::Number => match self.typid {
                 pg_sys::FLOAT8OID => w.number_text(name, &float_text(f64::from_bits(datum.value() as u64))),
                 pg_sys::FLOAT4OID => w.number_text(name, &float_text(f32::from_bits(datum.value() as u32))),
-                _ => w.number_text(name, &self.output(datum)),
+                _ => match numeric_parts(datum) {
+                    Some((negative, weight, stored)) => {
+                        let mut small = [0i16; 32];
+                        let mut large = Vec::new();
+                        let digits: &mut [i16] = if stored.len() / 2 <= small.len() {
+                            &mut small[..stored.len() / 2]
+                        } else {
+                            large.resize(stored.len() / 2, 0);
+                            &mut large
+                        };
+                        for (d, b) in digits.iter_mut().zip(stored.chunks_exact(2)) {
+                            *d = i16::from_ne_bytes([b[0], b[1]]);
+                        }
+                        w.base10000(name, negative, weight, digits)
+                    }
+                    None => w.number_text(name, &self.output(datum)),
+                },
             },
             ValueKind::Timestamp => match timestamp_local(datum.value() as i64) {
                 Some(text) => w.string(name, &text),
@@ -95,10 +111,7 @@ impl Codec {
                 }
             }
             ValueKind::Text => match self.typid {
-                pg_sys::TEXTOID | pg_sys::VARCHAROID => {
-                    let s = <&str>::from_datum(datum, false).unwrap_or_default();
-                    w.string(name, s)
-                }
+                pg_sys::TEXTOID | pg_sys::VARCHAROID => w.string(name, &text_of(datum)),
                 _ => w.string(name, &self.output(datum)),
             },
         }
@@ -109,16 +122,20 @@ impl Codec {
     /// # Safety
     /// `datum` must be a non-null value of this codec's type.
     pub unsafe fn key_text(&self, datum: pg_sys::Datum) -> String {
+        let mut s = String::new();
+        self.write_key(datum, &mut s);
+        s
+    }
+
+    /// Appends [`Self::key_text`] to `out` (the row trigger's path, without an allocation).
+    ///
+    /// # Safety
+    /// `datum` must be a non-null value of this codec's type.
+    pub unsafe fn write_key(&self, datum: pg_sys::Datum, out: &mut String) {
         match (self.kind, self.typid) {
-            (ValueKind::Int, _) => {
-                let mut s = String::with_capacity(20);
-                canonical::push_int(&mut s, self.int(datum));
-                s
-            }
-            (_, pg_sys::TEXTOID | pg_sys::VARCHAROID) => {
-                <&str>::from_datum(datum, false).unwrap_or_default().to_string()
-            }
-            _ => self.output(datum),
+            (ValueKind::Int, _) => canonical::push_int(out, self.int(datum)),
+            (_, pg_sys::TEXTOID | pg_sys::VARCHAROID) => out.push_str(&text_of(datum)),
+            _ => out.push_str(&self.output(datum)),
         }
     }
 
@@ -129,6 +146,62 @@ impl Codec {
             _ => datum.value() as i64,
         }
     }
+}
+
+/// A `text`/`varchar` value as a string: borrowed as it is stored when the database
+/// encoding is UTF-8 (PostgreSQL has validated it on the way in), else converted lossily.
+///
+/// # Safety
+/// `datum` must be a non-null varlena.
+unsafe fn text_of<'a>(datum: pg_sys::Datum) -> std::borrow::Cow<'a, str> {
+    let p = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
+    let len = pgrx::varlena::varsize_any_exhdr(p);
+    let bytes = std::slice::from_raw_parts(pgrx::varlena::vardata_any(p) as *const u8, len);
+    if utf8_database() {
+        std::borrow::Cow::Borrowed(std::str::from_utf8_unchecked(bytes))
+    } else {
+        String::from_utf8_lossy(bytes)
+    }
+}
+
+fn utf8_database() -> bool {
+    thread_local! {
+        static UTF8: bool = unsafe { pg_sys::GetDatabaseEncoding() } == pg_sys::pg_enc::PG_UTF8 as i32;
+    }
+    UTF8.with(|u| *u)
+}
+
+/// A finite `numeric` in its stored form: (negative, weight, base-10000 digits as stored:
+/// 16-bit words in native byte order); `None` for
+/// NaN and the infinities. Reads the on-disk layout of PostgreSQL 15 (`numeric.c`): a short
+/// header (sign, display scale and weight in one 16-bit word) or a long one (sign and scale,
+/// then a 16-bit weight), followed by the digits.
+///
+/// # Safety
+/// `datum` must be a non-null `numeric`.
+unsafe fn numeric_parts<'a>(datum: pg_sys::Datum) -> Option<(bool, i32, &'a [u8])> {
+    const SIGN_MASK: u16 = 0xC000;
+    const NEG: u16 = 0x4000;
+    const SHORT: u16 = 0x8000;
+    const SPECIAL: u16 = 0xC000;
+    const SHORT_SIGN: u16 = 0x2000;
+    const SHORT_WEIGHT_SIGN: u16 = 0x0040;
+    const SHORT_WEIGHT: u16 = 0x003F;
+    let p = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
+    let len = pgrx::varlena::varsize_any_exhdr(p);
+    let bytes = std::slice::from_raw_parts(pgrx::varlena::vardata_any(p) as *const u8, len);
+    let word = |at: usize| bytes.get(at..at + 2).map(|b| u16::from_ne_bytes([b[0], b[1]]));
+    let header = word(0)?;
+    let (negative, weight, start) = match header & SIGN_MASK {
+        SPECIAL => return None,
+        SHORT => {
+            let magnitude = (header & SHORT_WEIGHT) as i32;
+            let weight = if header & SHORT_WEIGHT_SIGN != 0 { magnitude | !(SHORT_WEIGHT as i32) } else { magnitude };
+            (header & SHORT_SIGN != 0, weight, 2)
+        }
+        sign => (sign == NEG, word(2)? as i16 as i32, 4),
+    };
+    Some((negative, weight, &bytes[start..]))
 }
 
 fn kind_of(base: pg_sys::Oid) -> ValueKind {

@@ -162,7 +162,7 @@ impl Batch {
                 let settled = settle(&self.rules(), inc, &stored, !w.update, &w.conflicts);
                 let key = settled.local_key;
                 journal.conflicts(&key, remote_key, &w.conflicts);
-                let keys = [key.clone()];
+                let keys = [key.as_str()];
                 if !settled.reflect.is_empty() {
                     enqueue_with_fields(
                         self.link.id,

@@ -119,13 +119,21 @@ pub fn canonical_number(text: &str) -> Option<String> {
     // value = 0.<digits> * 10^point, with digits free of leading and trailing zeros.
     let all: String = format!("{int_part}{frac_part}");
     let leading = all.bytes().take_while(|&b| b == b'0').count();
-    let digits = all[leading..].trim_end_matches('0');
-    if digits.is_empty() {
-        return Some("0".to_string());
-    }
     let point = int_part.len() as i64 - leading as i64 + exponent;
+    let mut out = String::with_capacity(all.len() + 8);
+    push_digits(negative, &all[leading..], point, &mut out);
+    Some(out)
+}
+
+/// Appends the canonical number `±0.<digits> × 10^point`. `digits` must be ASCII digits
+/// without leading zeros; trailing zeros are dropped here, and no digits at all is zero.
+pub fn push_digits(negative: bool, digits: &str, point: i64, out: &mut String) {
+    let digits = digits.trim_end_matches('0');
+    if digits.is_empty() {
+        out.push('0');
+        return;
+    }
     let n = digits.len() as i64;
-    let mut out = String::with_capacity(digits.len() + 8);
     if negative {
         out.push('-');
     }
@@ -148,7 +156,33 @@ pub fn canonical_number(text: &str) -> Option<String> {
         }
         let _ = write!(out, "e{}", point - 1);
     }
-    Some(out)
+}
+
+/// Appends the canonical form of a PostgreSQL `numeric` given in its stored form: base-10000
+/// digits, the weight of the first one (`value = Σ digits[i] × 10000^(weight − i)`) and the
+/// sign. The same text [`canonical_number`] gives for the type's output, without printing it.
+pub fn push_base10000(negative: bool, weight: i32, digits: &[i16], out: &mut String) {
+    let mut buf = [0u8; 256];
+    let mut text = Vec::new();
+    let decimal: &mut [u8] = if digits.len() * 4 <= buf.len() {
+        &mut buf[..digits.len() * 4]
+    } else {
+        text.resize(digits.len() * 4, 0);
+        &mut text
+    };
+    for (i, &d) in digits.iter().enumerate() {
+        let d = d.clamp(0, 9999) as u16;
+        decimal[i * 4..i * 4 + 4].copy_from_slice(&[
+            b'0' + (d / 1000) as u8,
+            b'0' + (d / 100 % 10) as u8,
+            b'0' + (d / 10 % 10) as u8,
+            b'0' + (d % 10) as u8,
+        ]);
+    }
+    let leading = decimal.iter().take_while(|&&b| b == b'0').count();
+    let point = (weight as i64 + 1) * 4 - leading as i64;
+    let digits = std::str::from_utf8(&decimal[leading..]).expect("ASCII digits");
+    push_digits(negative, digits, point, out);
 }
 
 /// Rewrites a timestamp that carries a UTC offset (`Z`, `+02`, `+02:00`, `-0530`) to
@@ -243,36 +277,46 @@ pub fn format_utc(total_secs: i64, micros: i64) -> String {
     out
 }
 
-/// Appends what [`format_utc`] returns, without allocating (the capture trigger's hot path).
+/// Appends what [`format_utc`] returns, without allocating (the capture trigger's hot path:
+/// every timestamp of every captured row goes through here).
 pub fn write_utc(total_secs: i64, micros: i64, out: &mut String) {
     let days = total_secs.div_euclid(86_400);
     let secs = total_secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    if (0..=9999).contains(&y) {
-        push_padded(out, y as u64, 4);
-    } else {
+    if !(0..=9999).contains(&y) {
         let _ = write!(out, "{y:04}");
     }
-    out.push('-');
-    push_padded(out, m as u64, 2);
-    out.push('-');
-    push_padded(out, d as u64, 2);
-    out.push('T');
-    push_padded(out, (secs / 3600) as u64, 2);
-    out.push(':');
-    push_padded(out, (secs % 3600 / 60) as u64, 2);
-    out.push(':');
-    push_padded(out, (secs % 60) as u64, 2);
-    if micros > 0 {
-        out.push('.');
-        let mut frac = micros as u64;
-        let mut width = 6;
-        while frac.is_multiple_of(10) {
-            frac /= 10;
-            width -= 1;
-        }
-        push_padded(out, frac, width);
+    // YYYY-MM-DDTHH:MM:SS.ffffffZ
+    let mut buf = *b"0000-00-00T00:00:00.000000Z";
+    let two = |buf: &mut [u8], at: usize, v: i64| {
+        buf[at] = b'0' + (v / 10) as u8;
+        buf[at + 1] = b'0' + (v % 10) as u8;
+    };
+    if (0..=9999).contains(&y) {
+        two(&mut buf, 0, y / 100);
+        two(&mut buf, 2, y % 100);
     }
+    two(&mut buf, 5, m);
+    two(&mut buf, 8, d);
+    two(&mut buf, 11, secs / 3600);
+    two(&mut buf, 14, secs % 3600 / 60);
+    two(&mut buf, 17, secs % 60);
+    let start = if (0..=9999).contains(&y) { 0 } else { 4 };
+    let end = if micros > 0 {
+        let mut frac = micros;
+        for i in (20..26).rev() {
+            buf[i] = b'0' + (frac % 10) as u8;
+            frac /= 10;
+        }
+        let mut end = 26;
+        while buf[end - 1] == b'0' {
+            end -= 1;
+        }
+        end
+    } else {
+        19
+    };
+    out.push_str(std::str::from_utf8(&buf[start..end]).expect("ASCII"));
     out.push('Z');
 }
 
@@ -417,6 +461,32 @@ mod tests {
         ] {
             assert_eq!(canonical_number(input).as_deref(), Some(want), "input {input}");
         }
+    }
+
+    #[test]
+    fn stored_numerics_print_as_their_text_does() {
+        // (sign, weight, base-10000 digits) and the numeric's text output.
+        for (negative, weight, digits, text) in [
+            (false, 0, &[500][..], "500.00".to_string()),
+            (false, 0, &[1], "1.0000".to_string()),
+            (true, 0, &[12, 3400], "-12.3400".to_string()),
+            (false, -1, &[1000], "0.1000".to_string()),
+            (false, -3, &[1], "0.000000000001".to_string()),
+            (false, 2, &[12, 3456, 7890, 1200], "1234567890.12".to_string()),
+            (false, 0, &[], "0.00".to_string()),
+            (true, 0, &[], "0".to_string()),
+            (false, 11, &[1], format!("1{}", "0".repeat(44))),
+            (false, -12, &[25], format!("0.{}25", "0".repeat(46))),
+            (false, 1, &[9999, 9999], "99999999".to_string()),
+        ] {
+            let mut out = String::new();
+            push_base10000(negative, weight, digits, &mut out);
+            assert_eq!(Some(out), canonical_number(&text), "{text}");
+        }
+        let long = vec![1234; 100];
+        let mut out = String::new();
+        push_base10000(false, 0, &long, &mut out);
+        assert_eq!(out, format!("1234.{}", "1234".repeat(99)));
     }
 
     #[test]

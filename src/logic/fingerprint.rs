@@ -114,6 +114,12 @@ impl RecordWriter {
         }
     }
 
+    /// A `numeric` in its stored form (see [`canonical::push_base10000`]).
+    pub fn base10000(&mut self, name: &str, negative: bool, weight: i32, digits: &[i16]) {
+        self.key(name);
+        canonical::push_base10000(negative, weight, digits, &mut self.buf);
+    }
+
     /// A string that is compared as written.
     pub fn string(&mut self, name: &str, value: &str) {
         self.key(name);
