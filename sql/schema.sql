@@ -89,7 +89,7 @@ CREATE TABLE outbox (
     -- 'reflect': the remote fields to send back (what the local write added or changed).
     fields      text[]
 );
-CREATE UNIQUE INDEX outbox_link_id ON outbox (link_id, id);
+CREATE INDEX outbox_link_id ON outbox (link_id, id);
 
 -- One row per record and outcome (SPEC §1 "sync event").
 CREATE TABLE _event (

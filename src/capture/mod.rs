@@ -21,4 +21,5 @@ pub mod values;
 pub fn init() {
     config::init();
     buffer::init();
+    enqueue::init();
 }

@@ -114,7 +114,8 @@ SELECT * FROM pg_temp.drain();
 INSERT INTO skus VALUES (1, 'z') ON CONFLICT (id) DO NOTHING;
 SELECT * FROM pg_temp.drain();
 
--- Large statements are split into outbox rows of at most 1000 keys.
+-- Large statements are split into outbox rows of at most 1000 keys and about 1.8 kB of them,
+-- so that no outbox row is compressed and stored out of line (TOAST).
 INSERT INTO skus SELECT i, 'bulk' FROM generate_series(100, 2599) i;
 SELECT link, op, cardinality(keys) AS n_keys, keys[1] AS first_key, keys[cardinality(keys)] AS last_key
 FROM pg_temp.drain();
