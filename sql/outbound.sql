@@ -309,7 +309,7 @@ BEGIN
 END
 $$;
 
--- Enqueues every existing row of the link's table (in outbox entries of 1,000 keys, which the
+-- Enqueues every existing row of the link's table (in outbox entries of up to 1,000 keys, which the
 -- worker drains in batches; interrupted work resumes where it stopped). Returns the row count.
 CREATE FUNCTION backfill(link text) RETURNS bigint
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
