@@ -151,10 +151,9 @@ mod tests {
         Spi::run("INSERT INTO accounts (id, name) SELECT g, 'n' || g FROM generate_series(1, 600) g").unwrap();
         crate::capture::buffer::flush();
         Spi::run("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off").unwrap();
-        let through_index = Spi::get_one::<i64>(
-            "SELECT sum(cardinality(keys)) FROM syncbridge.outbox WHERE enqueued_at > '-infinity'",
-        )
-        .unwrap();
+        let through_index =
+            Spi::get_one::<i64>("SELECT sum(cardinality(keys)) FROM syncbridge.outbox WHERE enqueued_at > '-infinity'")
+                .unwrap();
         assert_eq!(through_index, Some(600));
     }
 

@@ -99,7 +99,7 @@ pub unsafe extern "C-unwind" fn syncbridge_capture_row(fcinfo: pg_sys::FunctionC
             Some(d) if datum_text(d) == fp => return pg_sys::Datum::from(new),
             // The usual case: only the fingerprint changed, and the column's default (or the
             // old fingerprint) has the room for the new one.
-            Some(d) if owns_tuple(td, op, new) && overwrite(d, &fp) => return pg_sys::Datum::from(new),
+            Some(d) if owns_tuple(td, op, new) && overwrite(new, d, &fp) => return pg_sys::Datum::from(new),
             _ => {}
         }
     }
@@ -205,11 +205,21 @@ unsafe fn owns_tuple(td: &pg_sys::TriggerData, op: u32, tuple: pg_sys::HeapTuple
     }
 }
 
-/// Writes `text` over a stored text value of the same length (plain, not compressed or
-/// out of line). Returns whether it did.
-unsafe fn overwrite(datum: pg_sys::Datum, text: &str) -> bool {
+/// Writes `text` over a text value stored inside `tuple` that has the same length (plain,
+/// not compressed or out of line). Returns whether it did.
+unsafe fn overwrite(tuple: pg_sys::HeapTuple, datum: pg_sys::Datum, text: &str) -> bool {
     let p = datum.cast_mut_ptr::<pg_sys::varlena>();
+    // Only bytes of the tuple itself (a value can also come from elsewhere: the default of a
+    // column added later lives in the relation's descriptor, shared by every row).
+    let start = (*tuple).t_data as usize;
+    let end = start + (*tuple).t_len as usize;
+    if !(start..end).contains(&(p as usize)) {
+        return false;
+    }
     if pgrx::varlena::varatt_is_1b_e(p) || pgrx::varlena::varatt_is_4b_c(p) {
+        return false;
+    }
+    if (p as usize) + pgrx::varlena::varsize_any(p) > end {
         return false;
     }
     if pgrx::varlena::varsize_any_exhdr(p) != text.len() {
