@@ -12,6 +12,7 @@
 use super::buffer;
 use super::config::CaptureConfig;
 use super::enqueue::Op;
+use super::values::text_of;
 use super::{config, trigger};
 use crate::logic::fingerprint::{self, RecordWriter};
 use crate::logic::link_spec::LOCAL_TOUCH;
@@ -94,9 +95,9 @@ pub unsafe extern "C-unwind" fn syncbridge_capture_row(fcinfo: pg_sys::FunctionC
         });
     }
     let touch = origin.unwrap_or(LOCAL_TOUCH);
-    if stored_touch.map(|d| datum_text(d)) == Some(touch) {
+    if stored_touch.is_some_and(|d| text_of(d) == touch) {
         match stored_fp {
-            Some(d) if datum_text(d) == fp => return pg_sys::Datum::from(new),
+            Some(d) if text_of(d) == fp => return pg_sys::Datum::from(new),
             // The usual case: only the fingerprint changed, and the column's default (or the
             // old fingerprint) has the room for the new one.
             Some(d) if owns_tuple(td, op, new) && overwrite(new, d, &fp) => return pg_sys::Datum::from(new),
@@ -127,7 +128,7 @@ unsafe fn changed(
     new_fp: &str,
 ) -> bool {
     if !cfg.has_watched {
-        return text_attr(old, fp_att, desc) != Some(new_fp);
+        return text_attr(old, fp_att, desc).as_deref() != Some(new_fp);
     }
     let mut before = RecordWriter::new();
     let mut after = RecordWriter::new();
@@ -230,25 +231,15 @@ unsafe fn overwrite(tuple: pg_sys::HeapTuple, datum: pg_sys::Datum, text: &str) 
     true
 }
 
-/// A stored text value (as the tuple holds it; detoasted if it must be).
-unsafe fn datum_text<'a>(datum: pg_sys::Datum) -> &'a str {
-    let text = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
-    let len = pgrx::varlena::varsize_any_exhdr(text);
-    let data = pgrx::varlena::vardata_any(text) as *const u8;
-    std::str::from_utf8(std::slice::from_raw_parts(data, len)).unwrap_or("")
-}
-
 /// A text column's value, or `None` for NULL.
-unsafe fn text_attr<'a>(tuple: pg_sys::HeapTuple, attnum: i16, desc: pg_sys::TupleDesc) -> Option<&'a str> {
+unsafe fn text_attr<'a>(
+    tuple: pg_sys::HeapTuple,
+    attnum: i16,
+    desc: pg_sys::TupleDesc,
+) -> Option<std::borrow::Cow<'a, str>> {
     let mut isnull = false;
     let datum = pg_sys::heap_getattr(tuple, attnum as i32, desc, &mut isnull);
-    if isnull {
-        return None;
-    }
-    let text = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
-    let len = pgrx::varlena::varsize_any_exhdr(text);
-    let data = pgrx::varlena::vardata_any(text) as *const u8;
-    std::str::from_utf8(std::slice::from_raw_parts(data, len)).ok()
+    (!isnull).then(|| text_of(datum))
 }
 
 unsafe fn text_datum(s: &str) -> pg_sys::Datum {

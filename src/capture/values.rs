@@ -153,7 +153,7 @@ impl Codec {
 ///
 /// # Safety
 /// `datum` must be a non-null varlena.
-unsafe fn text_of<'a>(datum: pg_sys::Datum) -> std::borrow::Cow<'a, str> {
+pub(crate) unsafe fn text_of<'a>(datum: pg_sys::Datum) -> std::borrow::Cow<'a, str> {
     let p = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
     let len = pgrx::varlena::varsize_any_exhdr(p);
     let bytes = std::slice::from_raw_parts(pgrx::varlena::vardata_any(p) as *const u8, len);
