@@ -7,7 +7,7 @@
 
 CREATE TABLE _pending (
     link_id      bigint NOT NULL,  -- no foreign key, like _record (see _link_deleted)
-    local_key    text NOT NULL,
+    local_key    text COLLATE "C" NOT NULL,  -- byte for byte, as in _record
     -- Newest outbox id merged in: an edit made while a delivery is in flight changes it, and
     -- the record is then sent again with its newer state.
     seq          bigint NOT NULL,

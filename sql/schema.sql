@@ -43,8 +43,10 @@ CREATE TABLE _record (
     -- per row costs more than the rest of the write. _link_deleted() cascades instead, and
     -- writers lock their link (FOR KEY SHARE) once per batch.
     link_id         bigint NOT NULL,
-    local_key       text NOT NULL,
-    remote_key      text,
+    -- Keys compare byte for byte (COLLATE "C"): a key has no alphabetical order, and the
+    -- database's collation would make every index probe call strcoll.
+    local_key       text COLLATE "C" NOT NULL,
+    remote_key      text COLLATE "C",
     created_by      text NOT NULL CHECK (created_by IN ('local', 'remote')),
     base            jsonb,
     out_fingerprint text,
