@@ -50,6 +50,11 @@ impl WorkerDb {
         }
     }
 
+    /// The one number `query` returns, such as a `count(*)`.
+    pub fn count(&self, query: &str) -> i64 {
+        self.admin().query_one(query, &[]).unwrap().get(0)
+    }
+
     /// Number of events of a link with this direction and status.
     pub fn events(&self, link: &str, direction: &str, status: &str) -> i64 {
         self.admin()

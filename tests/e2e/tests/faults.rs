@@ -94,12 +94,7 @@ fn a_lost_create_answer_does_not_make_a_second_record() {
     server.then([Mode::StoreThenDrop]);
     db.admin().execute("INSERT INTO t (name) VALUES ('Ada')", &[]).unwrap();
     wait_for(20, "the record is paired", || {
-        let n: i64 = db
-            .admin()
-            .query_one("SELECT count(*) FROM syncbridge._record WHERE remote_key IS NOT NULL", &[])
-            .unwrap()
-            .get(0);
-        n == 1
+        db.count("SELECT count(*) FROM syncbridge._record WHERE remote_key IS NOT NULL") == 1
     });
     assert_eq!(server.records("t").len(), 1, "a second remote record was created");
     let requests = server.requests();
@@ -127,14 +122,11 @@ fn client_errors_are_kept_for_good_until_retry_failed_and_attempts_are_limited()
     server.then([status(422, r#"{"message": "name is invalid"}"#, None)]);
     let mut c = db.admin();
     c.execute("INSERT INTO t (name) VALUES ('Ada')", &[]).unwrap();
-    wait_for(20, "the refusal is dead-lettered", || {
-        let n: i64 = db.admin().query_one("SELECT dead_letters FROM syncbridge.link_status", &[]).unwrap().get(0);
-        n == 1
-    });
+    wait_for(20, "the refusal is dead-lettered", || db.count("SELECT dead_letters FROM syncbridge.link_status") == 1);
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(server.requests().len(), 1, "a 4xx is not retried");
     assert_eq!(events(&db, "t")[0].2, "HTTP 422: name is invalid");
-    let requeued: i64 = c.query_one("SELECT syncbridge.retry_failed('t')", &[]).unwrap().get(0);
+    let requeued = db.count("SELECT syncbridge.retry_failed('t')");
     assert_eq!(requeued, 1);
     wait_for(20, "delivered once queued again", || server.records("t").len() == 1);
 
@@ -223,12 +215,7 @@ fn batch_mode_posts_many_records_and_reads_per_record_results() {
     c.execute("INSERT INTO t (name) SELECT 'n' || g FROM generate_series(1, 50) g", &[]).unwrap();
     c.execute("SELECT syncbridge.resume_link('t')", &[]).unwrap();
     wait_for(20, "50 records paired", || {
-        let n: i64 = db
-            .admin()
-            .query_one("SELECT count(*) FROM syncbridge._record WHERE remote_key IS NOT NULL", &[])
-            .unwrap()
-            .get(0);
-        n == 50
+        db.count("SELECT count(*) FROM syncbridge._record WHERE remote_key IS NOT NULL") == 50
     });
     let posts = server.requests().into_iter().filter(|r| r.target == "/batch").count();
     assert!(posts <= 2, "{posts} batch requests for 50 records");

@@ -79,11 +79,7 @@ fn scenario_2_no_duplicates_after_round_trips_both_ways() {
         remote.create("people", json!({"name": format!("remote {i}"), "email": format!("r{i}@x")}));
     }
     wait_for(60, "100 records on both sides, all paired", || {
-        let paired: i64 = db
-            .admin()
-            .query_one("SELECT count(*) FROM syncbridge._record WHERE remote_key IS NOT NULL", &[])
-            .unwrap()
-            .get(0);
+        let paired = db.count("SELECT count(*) FROM syncbridge._record WHERE remote_key IS NOT NULL");
         paired == 100 && remote.list("people").iter().filter(|r| r.get("local_id").is_some()).count() == 100
     });
     // Round trips: every record is edited on the side that did not create it, then on the other.
@@ -97,8 +93,7 @@ fn scenario_2_no_duplicates_after_round_trips_both_ways() {
         }
     }
     wait_for(60, "every edit on the other side", || {
-        let local: i64 =
-            db.admin().query_one("SELECT count(*) FROM people WHERE email LIKE 'edited-%'", &[]).unwrap().get(0);
+        let local = db.count("SELECT count(*) FROM people WHERE email LIKE 'edited-%'");
         let remote_edited =
             remote.list("people").iter().filter(|r| r["email"].as_str().unwrap().starts_with("edited-")).count();
         local == 100 && remote_edited == 100
@@ -141,12 +136,7 @@ fn scenario_6_a_remote_that_was_down_gets_every_change_once_and_in_order() {
     )
     .unwrap();
     wait_for(20, "failures recorded with a next retry", || {
-        let n: i64 = db
-            .admin()
-            .query_one("SELECT count(*) FROM syncbridge.events WHERE status = 'failed' AND next_retry IS NOT NULL AND attempt >= 1", &[])
-            .unwrap()
-            .get(0);
-        n >= 4
+        db.count("SELECT count(*) FROM syncbridge.events WHERE status = 'failed' AND next_retry IS NOT NULL AND attempt >= 1") >= 4
     });
     let state: String = c.query_one("SELECT state FROM syncbridge.link_status", &[]).unwrap().get(0);
     assert_eq!(state, "failing");
@@ -162,7 +152,7 @@ fn scenario_6_a_remote_that_was_down_gets_every_change_once_and_in_order() {
     assert_eq!(local_ids.iter().collect::<HashSet<_>>().len(), 7, "a record was created twice: {list:?}");
     let c1 = list.iter().find(|r| r["local_id"] == json!(1)).unwrap();
     assert_eq!(c1["name"], "c1 v3", "the last state of record 1 wins");
-    let left: i64 = c.query_one("SELECT queue_depth + dead_letters FROM syncbridge.link_status", &[]).unwrap().get(0);
+    let left = db.count("SELECT queue_depth + dead_letters FROM syncbridge.link_status");
     assert_eq!(left, 0);
 }
 
@@ -209,10 +199,7 @@ fn the_detector_quarantines_a_link_that_is_not_deterministic() {
             }
         })
     };
-    wait_for(60, "the record is quarantined", || {
-        let n: i64 = db.admin().query_one("SELECT count(*) FROM syncbridge.quarantine", &[]).unwrap().get(0);
-        n == 1
-    });
+    wait_for(60, "the record is quarantined", || db.count("SELECT count(*) FROM syncbridge.quarantine") == 1);
     let out_at_quarantine = db.events("stamped", "outbound", "delivered");
     assert!(out_at_quarantine <= 6, "caught within the hop limit: {out_at_quarantine} deliveries");
     std::thread::sleep(Duration::from_secs(4));
@@ -230,10 +217,7 @@ fn the_detector_quarantines_a_link_that_is_not_deterministic() {
     c.execute("UPDATE stamped SET name = 'Ada Lovelace'", &[]).unwrap();
     wait_for(20, "the user edit reaches the remote", || remote.list("stamped")[0]["name"] == "Ada Lovelace");
     // The quarantine is lifted when the delivery is settled, just after the remote answered.
-    wait_for(10, "the quarantine is lifted", || {
-        let n: i64 = c.query_one("SELECT count(*) FROM syncbridge.quarantine", &[]).unwrap().get(0);
-        n == 0
-    });
+    wait_for(10, "the quarantine is lifted", || db.count("SELECT count(*) FROM syncbridge.quarantine") == 0);
 }
 
 #[test]
@@ -256,7 +240,7 @@ fn heavy_normal_traffic_never_trips_the_detector() {
         std::thread::sleep(Duration::from_millis(150));
     }
     std::thread::sleep(Duration::from_secs(3));
-    let quarantined: i64 = c.query_one("SELECT count(*) FROM syncbridge.quarantine", &[]).unwrap().get(0);
+    let quarantined = db.count("SELECT count(*) FROM syncbridge.quarantine");
     assert_eq!(quarantined, 0, "normal traffic tripped the detector");
     let delivered = db.events("busy", "outbound", "delivered") + db.events("busy", "inbound", "delivered");
     assert!(delivered >= 80, "the traffic really flowed both ways: {delivered} deliveries");
@@ -291,10 +275,7 @@ fn the_worker_shows_reloads_and_comes_back_after_sigterm() {
     admin.simple_query("ALTER SYSTEM SET syncbridge.events_retention = '1h'").unwrap();
     admin.simple_query("ALTER SYSTEM SET syncbridge.log_level = 'log'").unwrap();
     admin.execute("SELECT pg_reload_conf()", &[]).unwrap();
-    wait_for(10, "the old event pruned", || {
-        let n: i64 = db.admin().query_one("SELECT count(*) FROM syncbridge.events", &[]).unwrap().get(0);
-        n == 0
-    });
+    wait_for(10, "the old event pruned", || db.count("SELECT count(*) FROM syncbridge.events") == 0);
     wait_for(10, "the prune is logged at level log", || {
         syncbridge_e2e::server_log().contains("pg_syncbridge: pruned 1 events older than 60 minutes")
     });
@@ -328,10 +309,7 @@ fn pulls_follow_pages_and_advance_the_cursor() {
         .unwrap();
     // Without a cursor every pull starts at page 1: only following the Link header's next
     // pages brings all five.
-    wait_for(20, "all five records over three pages", || {
-        let n: i64 = db.admin().query_one("SELECT count(*) FROM paged", &[]).unwrap().get(0);
-        n == 5
-    });
+    wait_for(20, "all five records over three pages", || db.count("SELECT count(*) FROM paged") == 5);
     db.admin()
         .execute(
             "SELECT syncbridge.alter_link('paged', '{\"cursor_param\": \"updated_at_gte\", \"cursor_field\": \"updated_at\"}')",
@@ -345,10 +323,7 @@ fn pulls_follow_pages_and_advance_the_cursor() {
     });
     // From then on only what changed since the cursor comes (the newest record, as >=).
     remote.create("paged", json!({"name": "p6", "updated_at": "2026-01-06T00:00:00Z"}));
-    wait_for(20, "the new record", || {
-        let n: i64 = db.admin().query_one("SELECT count(*) FROM paged", &[]).unwrap().get(0);
-        n == 6
-    });
+    wait_for(20, "the new record", || db.count("SELECT count(*) FROM paged") == 6);
     let applied = db.events("paged", "inbound", "delivered");
     assert_eq!(applied, 6, "each record applied once");
 }
