@@ -5,7 +5,9 @@
 //!
 //! As a store it keeps one collection per path segment: `POST /{c}` assigns an id and answers
 //! 201 with the record, `PATCH`/`PUT`/`DELETE /{c}/{id}`, `GET /{c}?field=value` filters, and
-//! `POST /batch` takes the worker's batch requests.
+//! `POST /batch` takes the worker's batch requests. `GET /{c}?page=n&per=m` answers one page
+//! in an envelope that names the next one in its body: `{"data": [...], "links": {"next":
+//! url or null}}`.
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -131,7 +133,9 @@ fn dropped() -> Answer {
 async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Answer {
     let method = req.method().to_string();
     let target = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
-    let headers = req.headers().iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string())).collect();
+    let headers: Vec<(String, String)> =
+        req.headers().iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string())).collect();
+    let host = headers.iter().find(|(k, _)| k == "host").map(|(_, v)| v.clone()).unwrap_or_default();
     let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let body = String::from_utf8_lossy(&body).into_owned();
     let (mode, delay) = {
@@ -161,18 +165,18 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Answer {
         Mode::Drop => dropped(),
         Mode::Huge => reply(200, format!("{{\"padding\": \"{}\"}}", "x".repeat(4 << 20)), None),
         Mode::StoreThenDrop => {
-            rest(&state, &method, &target, &body);
+            rest(&state, &method, &host, &target, &body);
             dropped()
         }
         Mode::Normal => {
-            let (code, v) = rest(&state, &method, &target, &body);
+            let (code, v) = rest(&state, &method, &host, &target, &body);
             reply(code, v.to_string(), None)
         }
     }
 }
 
 /// The store's behaviour for one request: status and body.
-fn rest(state: &Mutex<State>, method: &str, target: &str, body: &str) -> (u16, Value) {
+fn rest(state: &Mutex<State>, method: &str, host: &str, target: &str, body: &str) -> (u16, Value) {
     let mut s = state.lock().unwrap();
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -210,10 +214,15 @@ fn rest(state: &Mutex<State>, method: &str, target: &str, body: &str) -> (u16, V
             (201, Value::Object(r))
         }
         ("GET", None) => {
-            let filters: Vec<(String, String)> = query
+            let mut filters: Vec<(String, String)> = query
                 .split('&')
                 .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
                 .collect();
+            let mut paging = |name: &str| {
+                let at = filters.iter().position(|(k, _)| k == name)?;
+                filters.remove(at).1.parse::<usize>().ok()
+            };
+            let (page, per) = (paging("page"), paging("per"));
             let list: Vec<Value> = s
                 .store
                 .get(&coll)
@@ -226,7 +235,12 @@ fn rest(state: &Mutex<State>, method: &str, target: &str, body: &str) -> (u16, V
                     })
                 })
                 .collect();
-            (200, Value::Array(list))
+            let Some(page) = page else { return (200, Value::Array(list)) };
+            let per = per.unwrap_or(2).max(1);
+            let slice: Vec<Value> = list.iter().skip((page.max(1) - 1) * per).take(per).cloned().collect();
+            let next = (page.max(1) * per < list.len())
+                .then(|| format!("http://{host}/{coll}?page={}&per={per}", page.max(1) + 1));
+            (200, json!({"data": slice, "links": {"next": next}}))
         }
         ("PATCH" | "PUT", Some(id)) => match s.store.entry(coll).or_default().iter_mut().find(|r| r["id"] == json!(id))
         {
