@@ -9,6 +9,7 @@ pub mod capture;
 pub mod catalog;
 pub mod error;
 pub mod inbound;
+pub mod jsonb;
 pub mod logic;
 pub mod observe;
 pub mod origin;

@@ -388,4 +388,45 @@ mod tests {
         assert_eq!(round(200, "{}").len(), 1);
         assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM syncbridge.quarantine").unwrap(), Some(0));
     }
+
+    /// Documents that cover every jsonb shape: nesting, empty containers, each scalar kind,
+    /// numbers whose text matters, escapes and non-ASCII text, lone scalars.
+    const JSON_DOCUMENTS: &[&str] = &[
+        r#"{"id": 1, "name": "Ada", "tags": ["a", "b"], "nested": {"deep": [1, {"x": null}]}}"#,
+        r#"{"price": 1.50, "big": 123456789012345678901234567890, "neg": -0.001, "exp": 1e3, "zero": 0}"#,
+        r#"{"t": true, "f": false, "n": null, "empty_object": {}, "empty_array": []}"#,
+        r#"{"quote": "say \"hi\"\n\ttab", "unicode": "Łódź 日本 \u00e9", "slash": "a\\b"}"#,
+        r#"[1, "two", [3], {"four": 4}]"#,
+        r#""just a string""#,
+        "42.10",
+        "true",
+        "null",
+        "[]",
+    ];
+
+    #[pg_test]
+    fn jsonb_is_read_as_its_text_would_parse() {
+        for doc in JSON_DOCUMENTS {
+            let (binary, text) = Spi::get_two_with_args::<crate::jsonb::Jsonb, String>(
+                "SELECT $1::jsonb, $1::jsonb::text",
+                &[(*doc).into()],
+            )
+            .unwrap();
+            let through_text: serde_json::Value = serde_json::from_str(&text.unwrap()).unwrap();
+            assert_eq!(binary.unwrap().0, through_text, "{doc}");
+        }
+    }
+
+    #[pg_test]
+    fn jsonb_is_written_as_its_text_would_store() {
+        for doc in JSON_DOCUMENTS {
+            let value: serde_json::Value = serde_json::from_str(doc).unwrap();
+            let same = Spi::get_one_with_args::<bool>(
+                "SELECT $1 = $2::jsonb AND $1::text = $2::jsonb::text",
+                &[crate::jsonb::Jsonb(value).into(), (*doc).into()],
+            )
+            .unwrap();
+            assert_eq!(same, Some(true), "{doc}");
+        }
+    }
 }

@@ -26,12 +26,13 @@ use crate::catalog::api::{columns_of, stored_rules};
 use crate::catalog::link::LinkRow;
 use crate::catalog::table::TableInfo;
 use crate::error::{OrRaise, SyncError};
+use crate::jsonb::Jsonb;
 use crate::logic::decide::{Deletes, Rules};
 use crate::logic::inbound::{self, Incoming, Reading, UnknownFields};
 use crate::logic::link_spec::{Contention, Direction, Guard};
 use crate::logic::mapping::FieldMap;
 use pgrx::prelude::*;
-use pgrx::{JsonB, PgSqlErrorCode};
+use pgrx::PgSqlErrorCode;
 use serde_json::Value;
 use statements::TableStatements;
 
@@ -45,7 +46,7 @@ pub type Row = (Option<String>, Option<String>, String, Option<String>);
 #[allow(clippy::type_complexity)]
 fn apply_inbound(
     link: &str,
-    records: JsonB,
+    records: Jsonb,
 ) -> TableIterator<
     'static,
     (

@@ -6,8 +6,8 @@
 use super::journal::Journal;
 use super::{subxact, Batch, Read, Row};
 use crate::error::{spi_opt, OrRaise};
+use crate::jsonb::Jsonb;
 use crate::logic::inbound::Incoming;
-use pgrx::JsonB;
 use serde_json::{Map, Value};
 
 impl Batch {
@@ -36,7 +36,7 @@ impl Batch {
         subxact::run(|| {
             spi_opt::<String>(
                 "SELECT syncbridge._misfit_field($1::regclass, $2)",
-                &[self.link.relid().into(), JsonB(Value::Object(values)).into()],
+                &[self.link.relid().into(), Jsonb(Value::Object(values)).into()],
             )
             .or_raise()
         })

@@ -3,8 +3,8 @@
 
 use super::plans;
 use super::statements::{Access, TableStatements};
+use crate::jsonb::Jsonb;
 use crate::logic::decide::State;
-use pgrx::JsonB;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 
@@ -19,7 +19,7 @@ pub fn states(link_id: i64, remote_keys: Vec<&str>) -> HashMap<String, State> {
         let mut states = HashMap::with_capacity(rows.len());
         for row in rows {
             let remote_key: String = row.get(1)?.unwrap_or_default();
-            let base = row.get::<JsonB>(4)?.and_then(|j| match j.0 {
+            let base = row.get::<Jsonb>(4)?.and_then(|j| match j.0 {
                 Value::Object(m) => Some(m),
                 _ => None,
             });
@@ -41,7 +41,7 @@ pub fn local_rows(table: &TableStatements, keys: Vec<&str>) -> HashMap<String, M
     table.select(Access::Rows, &[], &[keys.into()], |rows| {
         let mut found = HashMap::with_capacity(rows.len());
         for row in rows {
-            if let (Some(key), Some(JsonB(Value::Object(local)))) = (row.get::<String>(1)?, row.get::<JsonB>(2)?) {
+            if let (Some(key), Some(Jsonb(Value::Object(local)))) = (row.get::<String>(1)?, row.get::<Jsonb>(2)?) {
                 found.insert(key, local);
             }
         }

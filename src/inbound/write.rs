@@ -8,9 +8,10 @@
 use super::statements::{Access, TableStatements};
 use crate::catalog::link::LinkRow;
 use crate::error::SyncError;
+use crate::jsonb::Jsonb;
 use crate::origin;
 use pgrx::datum::DatumWithOid;
-use pgrx::{JsonB, PgSqlErrorCode};
+use pgrx::PgSqlErrorCode;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 
@@ -73,7 +74,7 @@ impl TableWrites {
             .map(|values| Value::Object(values.clone()))
             .collect();
         if !later.is_empty() {
-            table.run(Access::Check, &[], &[JsonB(Value::Array(later)).into()]);
+            table.run(Access::Check, &[], &[Jsonb(Value::Array(later)).into()]);
         }
     }
 
@@ -138,7 +139,7 @@ impl Run {
 }
 
 fn json_array(values: Vec<Value>) -> DatumWithOid<'static> {
-    JsonB(Value::Array(values)).into()
+    Jsonb(Value::Array(values)).into()
 }
 
 /// Runs a statement that returns (number, row as jsonb) pairs.
@@ -152,7 +153,7 @@ fn stored_rows(
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             // A row is always an object; anything else would show as a row not written.
-            if let (Some(ord), Some(JsonB(Value::Object(stored)))) = (row.get::<i64>(1)?, row.get::<JsonB>(2)?) {
+            if let (Some(ord), Some(Jsonb(Value::Object(stored)))) = (row.get::<i64>(1)?, row.get::<Jsonb>(2)?) {
                 out.push((ord, stored));
             }
         }
