@@ -348,13 +348,12 @@ fn fingerprint(record: JsonB, volatile: default!(Vec<String>, "'{}'")) -> String
     crate::logic::fingerprint::of_record(&record.0, &volatile)
 }
 
+/// The field rules of a link (`syncbridge._field_rules`: those set with `set_field`, and the
+/// remote-id column's, which is not synced).
 pub(crate) fn stored_rules(link_id: i64) -> Result<Vec<FieldRule>> {
-    let rows = Spi::get_one_with_args::<JsonB>(
-        "SELECT coalesce(jsonb_agg(to_jsonb(f)), '[]') FROM syncbridge._field f WHERE link_id = $1",
-        &[link_id.into()],
-    )?
-    .map(|j| j.0)
-    .unwrap_or(Value::Null);
+    let rows = Spi::get_one_with_args::<JsonB>("SELECT syncbridge._field_rules($1)", &[link_id.into()])?
+        .map(|j| j.0)
+        .unwrap_or(Value::Null);
     let mut rules = Vec::new();
     for r in rows.as_array().into_iter().flatten() {
         rules.push(FieldRule {
