@@ -15,26 +15,6 @@ CREATE FUNCTION _capture_row() RETURNS trigger
 CREATE FUNCTION _capture_statement() RETURNS trigger
     LANGUAGE c AS 'MODULE_PATHNAME', 'syncbridge_capture_statement';
 
--- The field rules of a link as a JSON array: those set with set_field, and one for the column
--- named by the remote_id_column setting, which holds the remote's own id for a record and so
--- is neither sent nor received as a field (synced false), unless set_field says otherwise.
-CREATE FUNCTION _field_rules(p_link bigint) RETURNS jsonb
-    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT coalesce(jsonb_agg(r.rule), '[]')
-    FROM (SELECT to_jsonb(f) - 'link_id' AS rule
-          FROM @extschema@._field f WHERE f.link_id = p_link
-          UNION ALL
-          SELECT jsonb_build_object('column_name', l.settings ->> 'remote_id_column', 'remote_field', NULL, 'owner', NULL,
-                                    'watched', false, 'volatile', false, 'synced', false)
-          FROM @extschema@._link l
-          WHERE l.id = p_link
-            AND jsonb_typeof(l.settings -> 'remote_id_column') = 'string'
-            AND EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = l.local_table AND a.attnum > 0
-                          AND NOT a.attisdropped AND a.attname = l.settings ->> 'remote_id_column')
-            AND NOT EXISTS (SELECT FROM @extschema@._field f
-                            WHERE f.link_id = p_link AND f.column_name = l.settings ->> 'remote_id_column')) AS r
-$$;
-
 -- What the triggers need to know of a link for one table (or one of its partitions, whose
 -- trigger copies carry the same link id). The triggers read it as the extension's owner.
 CREATE FUNCTION _capture_config(p_link bigint, p_relid oid) RETURNS jsonb
@@ -46,7 +26,8 @@ CREATE FUNCTION _capture_config(p_link bigint, p_relid oid) RETURNS jsonb
                'key_column', l.key_column,
                'loop_guards', to_jsonb(l.loop_guards),
                'track_columns', l.track_columns,
-               'rules', @extschema@._field_rules(l.id))
+               'rules', coalesce((SELECT jsonb_agg(to_jsonb(f) - 'link_id')
+                                  FROM @extschema@._field_rule f WHERE f.link_id = l.id), '[]'))
     FROM @extschema@._link l
     WHERE l.id = p_link
       AND p_relid IN (SELECT l.local_table::oid UNION ALL SELECT relid FROM pg_partition_tree(l.local_table))
@@ -179,4 +160,4 @@ $$;
 CREATE EVENT TRIGGER syncbridge_sql_drop ON sql_drop EXECUTE FUNCTION _on_sql_drop();
 
 REVOKE ALL ON FUNCTION _install_capture(bigint), _remove_triggers(bigint), _remove_columns(bigint),
-                       _capture_config(bigint, oid), _field_rules(bigint) FROM PUBLIC;
+                       _capture_config(bigint, oid) FROM PUBLIC;

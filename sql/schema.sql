@@ -36,6 +36,22 @@ CREATE TABLE _field (
     PRIMARY KEY (link_id, column_name)
 );
 
+-- Every field rule of every link: those set with set_field, and one for the column named by a
+-- link's remote_id_column setting, which holds the remote's own id for a record and so is
+-- neither sent nor received as a field (synced false), unless set_field says otherwise.
+-- Capture, apply, delivery and the links view all read the rules from here.
+CREATE VIEW _field_rule AS
+SELECT f.link_id, f.column_name, f.remote_field, f.owner, f.watched, f.volatile, f.synced
+FROM _field f
+UNION ALL
+SELECT l.id, (l.settings ->> 'remote_id_column')::name, NULL, NULL, false, false, false
+FROM _link l
+WHERE jsonb_typeof(l.settings -> 'remote_id_column') = 'string'
+  AND EXISTS (SELECT FROM pg_catalog.pg_attribute a
+              WHERE a.attrelid = l.local_table AND a.attnum > 0 AND NOT a.attisdropped
+                AND a.attname = l.settings ->> 'remote_id_column')
+  AND NOT EXISTS (SELECT FROM _field f WHERE f.link_id = l.id AND f.column_name = l.settings ->> 'remote_id_column');
+
 -- Record state and id map: per link and record, the pairing of local and remote keys, the
 -- base snapshot of the last synced version (remote field names), fingerprints per direction.
 CREATE TABLE _record (

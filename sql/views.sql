@@ -22,7 +22,7 @@ SELECT l.id,
                             'watched', f.watched,
                             'volatile', f.volatile,
                             'synced', f.synced) ORDER BY f.column_name)
-                 FROM @extschema@._field f
+                 FROM @extschema@._field_rule f
                  WHERE f.link_id = l.id), '[]'::jsonb) AS field_rules,
        l.created_at
 FROM @extschema@._link l;

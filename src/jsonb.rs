@@ -4,8 +4,12 @@
 //! records, the local rows it reads and the rows its writes return all cross here.
 //!
 //! Numbers keep their text, as they do through text (serde_json's `arbitrary_precision`):
-//! `1.50` stays `1.50` both ways.
+//! `1.50` stays `1.50` both ways. What jsonb_in refuses is refused here too: a NUL character
+//! in a string, nesting deeper than serde_json reads (128 levels). Strings are converted
+//! between UTF-8 and the database encoding when that is not UTF-8.
 
+use crate::capture::values::utf8_database;
+use crate::error::SyncError;
 use pgrx::callconv::{Arg, ArgAbi};
 use pgrx::fcinfo::direct_function_call_as_datum;
 use pgrx::nullable::Nullable;
@@ -13,14 +17,18 @@ use pgrx::pg_sys::{self, jbvType, JsonbIteratorToken as Token};
 use pgrx::pgrx_sql_entity_graph::metadata::{
     ArgumentError, ReturnsError, ReturnsRef, SqlMappingRef, SqlTranslatable, TypeOrigin,
 };
-use pgrx::{FromDatum, IntoDatum};
+use pgrx::{FromDatum, IntoDatum, PgSqlErrorCode};
 use serde_json::{Map, Number, Value};
+use std::borrow::Cow;
 use std::ffi::{CStr, CString};
 use std::ptr;
 
 /// A jsonb value, read and written without its text form.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Jsonb(pub Value);
+
+/// Levels of nesting read at most, as serde_json reads text.
+const MAX_DEPTH: usize = 128;
 
 impl FromDatum for Jsonb {
     unsafe fn from_polymorphic_datum(datum: pg_sys::Datum, is_null: bool, _typoid: pg_sys::Oid) -> Option<Self> {
@@ -70,8 +78,12 @@ pub unsafe fn to_value(datum: pg_sys::Datum) -> Value {
         let mut raw_scalar = false;
         loop {
             match pg_sys::JsonbIteratorNext(&mut it, &mut v, false) {
-                Token::WJB_BEGIN_OBJECT => open.push((Value::Object(Map::new()), None)),
+                Token::WJB_BEGIN_OBJECT => {
+                    too_deep(open.len());
+                    open.push((Value::Object(Map::new()), None));
+                }
                 Token::WJB_BEGIN_ARRAY => {
+                    too_deep(open.len());
                     // A scalar on its own is stored as a one-element "raw scalar" array.
                     raw_scalar |= open.is_empty() && v.val.array.rawScalar;
                     open.push((Value::Array(Vec::new()), None));
@@ -102,6 +114,17 @@ pub unsafe fn to_value(datum: pg_sys::Datum) -> Value {
     }
 }
 
+fn too_deep(depth: usize) {
+    if depth >= MAX_DEPTH {
+        SyncError::new(
+            PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            format!("a jsonb value is nested more than {MAX_DEPTH} levels deep"),
+            "pg_syncbridge reads JSON values nested at most 128 levels deep; flatten the value.",
+        )
+        .raise()
+    }
+}
+
 fn add(open: &mut [(Value, Option<String>)], value: Value) {
     match open.last_mut() {
         Some((Value::Object(map), key)) => {
@@ -112,11 +135,22 @@ fn add(open: &mut [(Value, Option<String>)], value: Value) {
     }
 }
 
-unsafe fn text(v: &pg_sys::JsonbValue) -> std::borrow::Cow<'_, str> {
+/// A jsonb string (or key) as UTF-8.
+unsafe fn text(v: &pg_sys::JsonbValue) -> Cow<'_, str> {
     unsafe {
         let s = v.val.string;
         let bytes = std::slice::from_raw_parts(s.val as *const u8, s.len as usize);
-        String::from_utf8_lossy(bytes)
+        if utf8_database() {
+            // PostgreSQL validated it on the way in.
+            return Cow::Borrowed(std::str::from_utf8_unchecked(bytes));
+        }
+        let converted = pg_sys::pg_server_to_any(s.val, s.len, pg_sys::pg_enc::PG_UTF8 as i32);
+        if converted == s.val {
+            // No conversion (SQL_ASCII): the bytes are whatever was stored.
+            String::from_utf8_lossy(bytes)
+        } else {
+            Cow::Owned(CStr::from_ptr(converted).to_string_lossy().into_owned())
+        }
     }
 }
 
@@ -197,17 +231,34 @@ unsafe fn push(state: &mut *mut pg_sys::JsonbParseState, value: &Value) -> *mut 
     }
 }
 
-fn string_value(s: &str) -> pg_sys::JsonbValue {
+/// A jsonb string holding `s`, in the database encoding. Points into `s` when that is UTF-8.
+unsafe fn string_value(s: &str) -> pg_sys::JsonbValue {
+    if s.contains('\0') {
+        SyncError::new(
+            PgSqlErrorCode::ERRCODE_UNTRANSLATABLE_CHARACTER,
+            "unsupported Unicode escape sequence: \\u0000 cannot be converted to text",
+            "Remove NUL characters from the record's strings: PostgreSQL text cannot hold them.",
+        )
+        .raise()
+    }
+    let (ptr, len) = if utf8_database() {
+        (s.as_ptr() as *mut std::ffi::c_char, s.len())
+    } else {
+        let p = unsafe { pg_sys::pg_any_to_server(s.as_ptr().cast(), s.len() as i32, pg_sys::pg_enc::PG_UTF8 as i32) };
+        let len =
+            if std::ptr::eq(p, s.as_ptr().cast()) { s.len() } else { unsafe { CStr::from_ptr(p) }.to_bytes().len() };
+        (p, len)
+    };
     let mut v: pg_sys::JsonbValue = unsafe { std::mem::zeroed() };
     v.type_ = jbvType::jbvString;
-    v.val.string = pg_sys::JsonbValue__bindgen_ty_1__bindgen_ty_1 { len: s.len() as i32, val: s.as_ptr() as *mut _ };
+    v.val.string = pg_sys::JsonbValue__bindgen_ty_1__bindgen_ty_1 { len: len as i32, val: ptr };
     v
 }
 
 unsafe fn scalar_value(value: &Value) -> pg_sys::JsonbValue {
     let mut v: pg_sys::JsonbValue = unsafe { std::mem::zeroed() };
     match value {
-        Value::String(s) => return string_value(s),
+        Value::String(s) => return unsafe { string_value(s) },
         Value::Bool(b) => {
             v.type_ = jbvType::jbvBool;
             v.val.boolean = *b;

@@ -164,7 +164,7 @@ pub(crate) unsafe fn text_of<'a>(datum: pg_sys::Datum) -> std::borrow::Cow<'a, s
     }
 }
 
-fn utf8_database() -> bool {
+pub(crate) fn utf8_database() -> bool {
     thread_local! {
         static UTF8: bool = unsafe { pg_sys::GetDatabaseEncoding() } == pg_sys::pg_enc::PG_UTF8 as i32;
     }

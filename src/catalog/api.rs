@@ -215,6 +215,9 @@ fn alter(name: &str, settings: Value) -> Result<()> {
          WHERE id = $1",
         &[link.id.into(), JsonB(Value::Object(columns.clone())).into(), JsonB(Value::Object(extra)).into()],
     )?;
+    // The settings may change the field rules (remote_id_column is not a synced field): the
+    // link must keep a field to synchronise, or capture and delivery would refuse every row.
+    FieldMap::build(&columns_of(&TableInfo::load(relid)?), &stored_rules(link.id)?, &link.key_column)?;
     if columns.contains_key("direction") || columns.contains_key("track_columns") {
         Spi::run_with_args("SELECT syncbridge._install_capture($1)", &[link.id.into()])?;
     }
@@ -348,12 +351,15 @@ fn fingerprint(record: JsonB, volatile: default!(Vec<String>, "'{}'")) -> String
     crate::logic::fingerprint::of_record(&record.0, &volatile)
 }
 
-/// The field rules of a link (`syncbridge._field_rules`: those set with `set_field`, and the
-/// remote-id column's, which is not synced).
+/// The field rules of a link (view `syncbridge._field_rule`: those set with `set_field`, and
+/// the remote-id column's, which is not synced).
 pub(crate) fn stored_rules(link_id: i64) -> Result<Vec<FieldRule>> {
-    let rows = Spi::get_one_with_args::<JsonB>("SELECT syncbridge._field_rules($1)", &[link_id.into()])?
-        .map(|j| j.0)
-        .unwrap_or(Value::Null);
+    let rows = Spi::get_one_with_args::<JsonB>(
+        "SELECT coalesce(jsonb_agg(to_jsonb(f)), '[]') FROM syncbridge._field_rule f WHERE link_id = $1",
+        &[link_id.into()],
+    )?
+    .map(|j| j.0)
+    .unwrap_or(Value::Null);
     let mut rules = Vec::new();
     for r in rows.as_array().into_iter().flatten() {
         rules.push(FieldRule {

@@ -120,4 +120,18 @@ SELECT syncbridge.alter_link('erp', '{"track_columns": true}');
 \echo :LAST_ERROR_SQLSTATE
 SELECT name, track_columns FROM syncbridge.links ORDER BY name;
 
+-- The remote-id column holds the remote's own id: it is not a synced field (field_rules shows
+-- it), unless set_field says otherwise; a setting that would leave no field to synchronise is
+-- refused.
+CREATE TABLE contacts (id int PRIMARY KEY, crm_id text);
+SELECT syncbridge.create_link('contacts', 'contacts', 'https://api.example.com', 'contacts') > 0 AS created;
+SELECT syncbridge.set_field('contacts', 'id', synced => false);
+SELECT syncbridge.alter_link('contacts', '{"remote_id_column": "crm_id"}');
+\echo :LAST_ERROR_SQLSTATE
+ALTER TABLE contacts ADD COLUMN name text;
+SELECT syncbridge.alter_link('contacts', '{"remote_id_column": "crm_id"}');
+SELECT jsonb_pretty(field_rules) FROM syncbridge.links WHERE name = 'contacts';
+SELECT syncbridge.set_field('contacts', 'crm_id', remote_field => 'crmId');
+SELECT jsonb_pretty(field_rules) FROM syncbridge.links WHERE name = 'contacts';
+
 rollback;
