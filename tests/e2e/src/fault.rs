@@ -5,7 +5,9 @@
 //!
 //! As a store it keeps one collection per path segment: `POST /{c}` assigns an id and answers
 //! 201 with the record, `PATCH`/`PUT`/`DELETE /{c}/{id}`, `GET /{c}?field=value` filters, and
-//! `POST /batch` takes the worker's batch requests. `GET /{c}?page=n&per=m` answers one page
+//! `POST /batch` takes the worker's batch requests. With `wrap(key)` every answer of the
+//! store comes inside an object under that key (`{"data": ...}`), as many APIs answer.
+//! `GET /{c}?page=n&per=m` answers one page
 //! in an envelope that names the next one in its body: `{"data": [...], "links": {"next":
 //! url or null}}`.
 
@@ -58,6 +60,7 @@ struct State {
     store: BTreeMap<String, Vec<Value>>,
     next_id: u64,
     delay: Duration,
+    wrap: Option<String>,
 }
 
 pub struct FaultServer {
@@ -100,6 +103,11 @@ impl FaultServer {
     /// Every request from now on (after the queued ones) gets this mode.
     pub fn always(&self, mode: Mode) {
         self.state.lock().unwrap().always = Some(mode);
+    }
+
+    /// Every answer of the store from now on comes as `{key: answer}`.
+    pub fn wrap(&self, key: &str) {
+        self.state.lock().unwrap().wrap = Some(key.to_owned());
     }
 
     /// Each answer waits this long first.
@@ -170,6 +178,10 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Answer {
         }
         Mode::Normal => {
             let (code, v) = rest(&state, &method, &host, &target, &body);
+            let v = match state.lock().unwrap().wrap.clone() {
+                Some(key) => json!({ key: v }),
+                None => v,
+            };
             reply(code, v.to_string(), None)
         }
     }

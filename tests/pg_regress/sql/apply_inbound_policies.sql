@@ -27,6 +27,13 @@ SELECT * FROM syncbridge.apply_inbound('shop', '[{"id": "c", "_deleted": true}]'
 SELECT syncbridge.alter_link('shop', '{"soft_delete_column": null}');
 SELECT * FROM syncbridge.apply_inbound('shop', '[{"id": "c", "_deleted": true}]');
 SELECT syncbridge.alter_link('shop', '{"deletes": null, "soft_delete_column": null}');
+-- Another tombstone shape: tombstone_field names the flag; "_deleted" is then an ordinary
+-- field (unknown here, so ignored) and deletes nothing.
+SELECT syncbridge.alter_link('shop', '{"tombstone_field": "removed"}');
+SELECT * FROM syncbridge.apply_inbound('shop', '[{"id": "d", "label": "D"}, {"id": "e", "label": "E"}]');
+SELECT * FROM syncbridge.apply_inbound('shop', '[{"id": "d", "_deleted": true}, {"id": "e", "removed": true}]');
+SELECT id FROM items ORDER BY id;
+SELECT syncbridge.alter_link('shop', '{"tombstone_field": null}');
 
 -- newer_wins: the remote time field against the local time column.
 SELECT syncbridge.alter_link('shop', '{"contention": "newer_wins", "remote_time_field": "updated_at", "local_time_column": "modified"}');
