@@ -61,6 +61,27 @@ struct State {
     next_id: u64,
     delay: Duration,
     wrap: Option<String>,
+    /// Requests being answered now, and the most there ever were at once.
+    in_flight: usize,
+    max_in_flight: usize,
+}
+
+/// Counts a request as in flight while it lives.
+struct InFlight(Arc<Mutex<State>>);
+
+impl InFlight {
+    fn start(state: &Arc<Mutex<State>>) -> Self {
+        let mut s = state.lock().unwrap();
+        s.in_flight += 1;
+        s.max_in_flight = s.max_in_flight.max(s.in_flight);
+        Self(state.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.lock().unwrap().in_flight -= 1;
+    }
 }
 
 pub struct FaultServer {
@@ -115,6 +136,11 @@ impl FaultServer {
         self.state.lock().unwrap().delay = d;
     }
 
+    /// The most requests that were being answered at the same time.
+    pub fn max_in_flight(&self) -> usize {
+        self.state.lock().unwrap().max_in_flight
+    }
+
     pub fn requests(&self) -> Vec<Recorded> {
         self.state.lock().unwrap().requests.clone()
     }
@@ -139,6 +165,7 @@ fn dropped() -> Answer {
 }
 
 async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Answer {
+    let _in_flight = InFlight::start(&state);
     let method = req.method().to_string();
     let target = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
     let headers: Vec<(String, String)> =
