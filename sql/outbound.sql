@@ -65,6 +65,16 @@ $$;
 CREATE TRIGGER _link_deleted AFTER DELETE ON _link FOR EACH ROW EXECUTE FUNCTION _link_deleted();
 SELECT pg_catalog.pg_extension_config_dump('_link_state', '');
 
+-- The record state of one record: an index probe per call, whatever the planner thinks of
+-- _record's size. A plain join let it hash every record of the link for each claim (the
+-- statistics of a table that grows by a thousand rows a batch are always behind), which made
+-- a long drain slower with every batch. (SQL, so that it is inlined as a LATERAL subquery;
+-- LIMIT 1 keeps it from being pulled up into a join again.)
+CREATE FUNCTION _record_of(p_link bigint, p_key text) RETURNS SETOF @extschema@._record
+    LANGUAGE sql STABLE AS $$
+    SELECT * FROM @extschema@._record r WHERE r.link_id = p_link AND r.local_key = p_key LIMIT 1
+$$;
+
 -- Takes up to p_limit records that are due: first those already pending (retries, records
 -- edited while in flight), oldest change first; then, with the room left, records fresh from
 -- the outbox, which are inserted into _pending already in flight (one write each: this is
@@ -98,7 +108,7 @@ BEGIN
         RETURNING p.local_key, p.seq, p.fields, p.writeback, p.attempt, p.user_edit)
     SELECT t.local_key, t.seq, t.fields, t.writeback, t.attempt, r.remote_key, r.out_fingerprint, r.out_status,
            t.user_edit, coalesce(r.in_at > r.out_at, false), coalesce(r.hop_times, '{}'), r.quarantined_at
-    FROM taken t LEFT JOIN @extschema@._record r ON r.link_id = p_link AND r.local_key = t.local_key
+    FROM taken t LEFT JOIN LATERAL @extschema@._record_of(p_link, t.local_key) r ON true
     ORDER BY t.seq;
     GET DIAGNOSTICS room = ROW_COUNT;
     room := p_limit - room;
@@ -146,7 +156,7 @@ BEGIN
         RETURNING p.local_key, p.seq, p.fields, p.writeback, p.attempt, p.user_edit, p.in_flight AND p.xmax = 0 AS fresh)
     SELECT t.local_key, t.seq, t.fields, t.writeback, t.attempt, r.remote_key, r.out_fingerprint, r.out_status,
            t.user_edit, coalesce(r.in_at > r.out_at, false), coalesce(r.hop_times, '{}'), r.quarantined_at
-    FROM merged t LEFT JOIN @extschema@._record r ON r.link_id = p_link AND r.local_key = t.local_key
+    FROM merged t LEFT JOIN LATERAL @extschema@._record_of(p_link, t.local_key) r ON true
     WHERE t.fresh
     ORDER BY t.seq;
 END
@@ -258,7 +268,7 @@ CREATE FUNCTION _recover() RETURNS bigint
     SELECT count(*) FROM r
 $$;
 
-REVOKE ALL ON FUNCTION _claim(bigint, integer), _rows_by_key(regclass, name, text[]), _settle(bigint, text[], bigint[], text[], text[], integer[], timestamptz[], text[], text[], text[], boolean[], text[], integer[], text[], text[]),
+REVOKE ALL ON FUNCTION _record_of(bigint, text), _claim(bigint, integer), _rows_by_key(regclass, name, text[]), _settle(bigint, text[], bigint[], text[], text[], integer[], timestamptz[], text[], text[], text[], boolean[], text[], integer[], text[], text[]),
                        _store_remote_ids(regclass, name, name, jsonb), _recover() FROM PUBLIC;
 
 -- Stores a value for an auth header (a link names it with alter_link's auth_secret).
