@@ -389,6 +389,49 @@ mod tests {
         assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM syncbridge.quarantine").unwrap(), Some(0));
     }
 
+    #[pg_test]
+    fn the_detector_counts_only_hops_within_its_window_and_can_be_turned_off() {
+        setup_accounts();
+        Spi::run("SELECT syncbridge.alter_link('crm', '{\"detector_hops\": 4, \"detector_window\": 600}')").unwrap();
+        Spi::run("INSERT INTO accounts (id, name) VALUES (1, 'Ada')").unwrap();
+        round(201, r#"{"id": "c-1"}"#);
+        Spi::run("SELECT syncbridge.alter_link('crm', '{\"loop_guards\": [\"fingerprint\"]}')").unwrap();
+        // A round trip without a user edit, as in the test above; returns how many deliveries
+        // it made.
+        let trip = |n: usize| {
+            Spi::run("UPDATE syncbridge._record SET in_at = clock_timestamp() + interval '1 hour'").unwrap();
+            origin::with_origin("crm", || {
+                Spi::run_with_args("UPDATE accounts SET name = $1 WHERE id = 1", &[format!("stamp {n}").into()])
+                    .unwrap()
+            });
+            round(200, "{}").len()
+        };
+        let quarantined = || Spi::get_one::<i64>("SELECT count(*) FROM syncbridge.quarantine").unwrap();
+        // Six trips, each one's hops moved an hour back before the next: outside the window,
+        // they are not a loop.
+        for n in 1..=6 {
+            assert_eq!(trip(n), 1, "trip {n} was not delivered");
+            Spi::run("UPDATE syncbridge._record SET hop_times = ARRAY(SELECT h - 3600 FROM unnest(hop_times) h)")
+                .unwrap();
+        }
+        assert_eq!(quarantined(), Some(0));
+        // Within the window, with the detector off: six more trips, still not quarantined.
+        Spi::run("SELECT syncbridge.alter_link('crm', '{\"detector\": false}')").unwrap();
+        for n in 7..=12 {
+            assert_eq!(trip(n), 1, "trip {n} was not delivered");
+        }
+        assert_eq!(quarantined(), Some(0));
+        assert_eq!(status_of("1").as_deref(), Some("delivered"));
+        // On again: the next trips within the window trip it.
+        Spi::run("SELECT syncbridge.alter_link('crm', '{\"detector\": null}')").unwrap();
+        let mut n = 13;
+        while quarantined() == Some(0) {
+            assert!(n < 20, "the detector did not come back");
+            trip(n);
+            n += 1;
+        }
+    }
+
     /// Documents that cover every jsonb shape: nesting, empty containers, each scalar kind,
     /// numbers whose text matters, escapes and non-ASCII text, lone scalars.
     const JSON_DOCUMENTS: &[&str] = &[
