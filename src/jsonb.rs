@@ -119,7 +119,7 @@ fn too_deep(depth: usize) {
         SyncError::new(
             PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
             format!("a jsonb value is nested more than {MAX_DEPTH} levels deep"),
-            "pg_syncbridge reads JSON values nested at most 128 levels deep; flatten the value.",
+            format!("pg_syncbridge reads JSON values nested at most {MAX_DEPTH} levels deep; flatten the value."),
         )
         .raise()
     }
