@@ -1,7 +1,8 @@
-//! Applying records one at a time, each in its own subtransaction, so that a record that
-//! cannot be applied fails alone with its reason while the others go on. Used when a set of
-//! records cannot be applied together: two of them touch the same record or row, or the
-//! set's write failed (a value a column does not accept, a constraint).
+//! Applying one record on its own, in its own subtransaction, so that a record that cannot
+//! be applied fails alone with its reason while the others go on: the last step of
+//! `Batch::apply_part`, which halves a set of records that cannot be applied together (two
+//! of them touch the same record or row, or the set's write failed: a value a column does
+//! not accept, a constraint) until the parts can, or are single records.
 
 use super::journal::Journal;
 use super::{subxact, Batch, Read, Row};
