@@ -79,6 +79,12 @@ pub fn apply_records(link: &str, records: Value) -> Result<Vec<Row>, SyncError> 
     Ok(rows)
 }
 
+/// The place of the first record whose remote key an earlier record of `records` has.
+fn first_repeated_key(records: &[Read]) -> Option<usize> {
+    let mut seen = std::collections::HashSet::with_capacity(records.len());
+    records.iter().position(|r| r.as_ref().is_ok_and(|inc| !seen.insert(inc.remote_key.as_str())))
+}
+
 /// A record as read: checked and mapped, or why it cannot be applied.
 type Read = Result<Incoming, Unread>;
 
@@ -149,19 +155,27 @@ impl Batch {
     /// bad record among a thousand costs about twenty attempts, and the good records go in a
     /// few subtransactions, not one each: past 64 committed subtransactions every visibility
     /// check of the transaction slows down (PostgreSQL's subtransaction cache overflows),
-    /// and applying a thousand records one by one took seconds. A cancel stops the call.
+    /// and applying a thousand records one by one took seconds. A remote key that comes again
+    /// splits the set before its second record, without an attempt (a change feed may repeat
+    /// a record many times). A cancel, a deadlock and the like stop the call
+    /// (`subxact::run_unless_transient`).
     fn apply_part(&self, records: &[Read], rows: &mut Vec<Row>) {
-        match records {
-            [] => {}
-            [one] => rows.push(self.apply_alone(one)),
-            _ => match subxact::run_unless_cancelled(|| self.apply_together(records)) {
-                Ok(Some(applied)) => rows.extend(applied),
-                _ => {
-                    let (first, second) = records.split_at(records.len() / 2);
-                    self.apply_part(first, rows);
-                    self.apply_part(second, rows);
-                }
-            },
+        if records.len() < 2 {
+            rows.extend(records.iter().map(|one| self.apply_alone(one)));
+            return;
+        }
+        if let Some(at) = first_repeated_key(records) {
+            self.apply_part(&records[..at], rows);
+            self.apply_part(&records[at..], rows);
+            return;
+        }
+        match subxact::run_unless_transient(|| self.apply_together(records)) {
+            Ok(Some(applied)) => rows.extend(applied),
+            _ => {
+                let (first, second) = records.split_at(records.len() / 2);
+                self.apply_part(first, rows);
+                self.apply_part(second, rows);
+            }
         }
     }
 

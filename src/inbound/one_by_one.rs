@@ -15,7 +15,7 @@ impl Batch {
     pub(super) fn apply_alone(&self, record: &Read) -> Row {
         let (key_hint, reason) = match record {
             Err(unread) => (unread.key_hint.clone(), unread.reason.clone()),
-            Ok(inc) => match subxact::run(|| self.apply_together(std::slice::from_ref(record))) {
+            Ok(inc) => match subxact::run_unless_transient(|| self.apply_together(std::slice::from_ref(record))) {
                 Ok(Some(mut rows)) if rows.len() == 1 => return rows.remove(0),
                 Ok(_) => unreachable!("one record gives one row and does not clash with itself"),
                 Err(message) => (Some(inc.remote_key.clone()), self.name_the_field(inc).unwrap_or(message)),
@@ -34,7 +34,7 @@ impl Batch {
             .iter()
             .filter_map(|(remote, v)| self.map.by_remote(remote).map(|f| (f.column.clone(), v.clone())))
             .collect();
-        subxact::run(|| {
+        subxact::run_unless_transient(|| {
             spi_opt::<String>(
                 "SELECT syncbridge._misfit_field($1::regclass, $2)",
                 &[self.link.relid().into(), Jsonb(Value::Object(values)).into()],

@@ -12,11 +12,21 @@ pub fn run<R>(f: impl FnOnce() -> R) -> Result<R, String> {
     run_catching(f, |_| true)
 }
 
-/// Like [`run`], but a cancel (a query cancel, a statement timeout) is raised again once the
-/// subtransaction is rolled back: a caller that would go on to try the work another way must
-/// stop instead.
-pub fn run_unless_cancelled<R>(f: impl FnOnce() -> R) -> Result<R, String> {
-    run_catching(f, |code| code != PgSqlErrorCode::ERRCODE_QUERY_CANCELED)
+/// Like [`run`], but an error that is not about the work itself is raised again once the
+/// subtransaction is rolled back: a cancel (a query cancel, a statement timeout), and what
+/// says "try again later" (a deadlock, a serialization failure, a lock timeout). A caller
+/// that would record the work as failed, or go on to try it another way, must stop instead:
+/// a pull would otherwise move its cursor past a record that never failed.
+pub fn run_unless_transient<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+    run_catching(f, |code| {
+        !matches!(
+            code,
+            PgSqlErrorCode::ERRCODE_QUERY_CANCELED
+                | PgSqlErrorCode::ERRCODE_T_R_DEADLOCK_DETECTED
+                | PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE
+                | PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE
+        )
+    })
 }
 
 /// Runs `f` in a subtransaction; an ERROR whose code `catch` refuses is raised again after

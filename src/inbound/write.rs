@@ -62,7 +62,7 @@ impl TableWrites {
     /// Raises the error of a value its column does not accept before anything is written,
     /// if it would come after an insert: the insert would have taken values of the table's
     /// sequences (not given back when the writes are rolled back), and the records, applied
-    /// again one by one, would get other generated keys than one after the other. (An
+    /// again in smaller parts, would get other generated keys than one after the other. (An
     /// insert reads all its values before it inserts a row; a failure of another kind after
     /// an insert still leaves a gap in the sequence.)
     fn check_values_after_first_insert(&self, table: &TableStatements) {

@@ -237,13 +237,15 @@ fn batch_size_bounds_each_batch_request() {
         ))
         .unwrap();
     wait_for(30, "250 records paired", || paired(&db, "b") == 250);
-    let sizes: Vec<usize> = server
+    let mut sizes: Vec<usize> = server
         .requests()
         .into_iter()
         .filter(|r| r.method == "POST" && r.target == "/batch")
         .map(|r| serde_json::from_str::<Value>(&r.body).unwrap().as_array().unwrap().len())
         .collect();
-    assert_eq!(sizes, [100, 100, 50]);
+    // Two batches of a link may travel at once, so they may arrive in either order.
+    sizes.sort();
+    assert_eq!(sizes, [50, 100, 100]);
 }
 
 #[test]

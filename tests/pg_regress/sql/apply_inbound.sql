@@ -75,6 +75,16 @@ SELECT syncbridge.pause_link('crm');
 SELECT * FROM syncbridge.apply_inbound('crm', '[]');
 \echo :LAST_ERROR_SQLSTATE
 SELECT syncbridge.resume_link('crm');
+-- A statement timeout (or a cancel) while a record is written stops the call: it is not that
+-- record's failure, which a pull would record and move past.
+CREATE FUNCTION slow_write() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.5); RETURN NEW; END $$;
+CREATE TRIGGER slow BEFORE INSERT ON customers FOR EACH ROW EXECUTE FUNCTION slow_write();
+SET statement_timeout = '100ms';
+SELECT * FROM syncbridge.apply_inbound('crm', '[{"id": "slow-1", "name": "Slow"}]');
+\echo :LAST_ERROR_SQLSTATE
+RESET statement_timeout;
+DROP TRIGGER slow ON customers;
+SELECT count(*) AS slow_events FROM syncbridge.events WHERE remote_key = 'slow-1';
 SELECT syncbridge.alter_link('crm', '{"direction": "outbound"}');
 SELECT * FROM syncbridge.apply_inbound('crm', '[]');
 \echo :LAST_ERROR_SQLSTATE
