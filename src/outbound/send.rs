@@ -1,7 +1,8 @@
 //! Sending a batch of deliveries (async, on the transport runtime; no PostgreSQL here).
 //!
 //! Per-record mode: `POST {base}/{collection}` to create, `PATCH` (or `PUT`)
-//! `{base}/{collection}/{id}` to update, `DELETE` to delete, up to `concurrency` at a time.
+//! `{base}/{collection}/{id}` to update, `DELETE` to delete. A link has at most `concurrency`
+//! requests on the network at once, whichever of its batches they belong to (`permits`).
 //! Every request carries an `Idempotency-Key`. A create that was attempted before (its answer
 //! may have been lost) is first looked up by the local-id field, and updates the record found
 //! instead of creating a second one.
@@ -16,11 +17,16 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 
-pub async fn send(client: Client, conv: Arc<Conventions>, deliveries: Vec<Delivery>) -> Vec<Sent> {
+pub async fn send(
+    client: Client,
+    conv: Arc<Conventions>,
+    permits: Arc<Semaphore>,
+    deliveries: Vec<Delivery>,
+) -> Vec<Sent> {
     if conv.batch_url.is_some() {
+        let _permit = permits.acquire_owned().await.expect("the semaphore is never closed");
         return send_batch(&client, &conv, deliveries).await;
     }
-    let permits = Arc::new(Semaphore::new(conv.concurrency));
     let mut tasks = Vec::with_capacity(deliveries.len());
     for d in deliveries {
         let (client, conv, permits) = (client.clone(), conv.clone(), permits.clone());

@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
 
 /// A finished network job.
 pub enum Done {
@@ -37,6 +38,9 @@ struct Clock {
     next_pull: Option<Instant>,
     /// After an error, the link rests until then.
     resting_until: Option<Instant>,
+    /// The link's request permits (`concurrency`, shared by its batches on the network) and
+    /// the setting they were made for.
+    permits: Option<(usize, Arc<Semaphore>)>,
 }
 
 /// After an error outside a delivery (catalog, SQL), a link rests this long.
@@ -224,10 +228,18 @@ impl Engine {
                             clock.sending += 1;
                             let full = deliveries.len() as i32 >= limit;
                             let conv = Arc::new(Conventions::of(link, secret.clone()));
+                            let permits = match &clock.permits {
+                                Some((n, p)) if *n == conv.concurrency => p.clone(),
+                                _ => {
+                                    let p = Arc::new(Semaphore::new(conv.concurrency));
+                                    clock.permits = Some((conv.concurrency, p.clone()));
+                                    p
+                                }
+                            };
                             let client = self.client(conv.timeout_ms, conv.max_response_bytes);
                             let link_id = link.id;
                             self.transport.spawn(async move {
-                                Done::Sent { link_id, full, sent: send::send(client, conv, deliveries).await }
+                                Done::Sent { link_id, full, sent: send::send(client, conv, permits, deliveries).await }
                             });
                         }
                     }
