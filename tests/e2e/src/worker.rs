@@ -12,7 +12,7 @@ pub struct WorkerDb {
 }
 
 impl WorkerDb {
-    /// Database `sbw{n}`: each test uses its own `n` (1 to 25).
+    /// Database `sbw{n}`: each test uses its own `n` (1 to 26).
     pub fn take(n: u32) -> Self {
         let name = format!("sbw{n}");
         let mut admin = connect_as("postgres", "postgres");
