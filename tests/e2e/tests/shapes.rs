@@ -76,17 +76,7 @@ fn remote_ids_land_in_their_column_and_do_not_travel_as_a_field() {
 fn pulls_follow_the_next_page_named_in_the_body() {
     let db = WorkerDb::take(17);
     let server = FaultServer::start();
-    for i in 1..=5 {
-        ureq::post(&format!("{}/paged", server.url())).send_json(json!({"name": format!("p{i}")})).unwrap();
-    }
-    link(
-        &db,
-        &server,
-        "paged",
-        "name text",
-        "inbound",
-        json!({"pull_interval": 1, "pull_query": "page=1&per=2", "list_pointer": "/data", "next_pointer": "/links/next"}),
-    );
+    paged_link(&db, &server, json!({}));
     wait_for(20, "all five records over three pages", || db.count("SELECT count(*) FROM paged") == 5);
     let pages: Vec<String> = server.requests().into_iter().filter(|r| r.method == "GET").map(|r| r.target).collect();
     for page in ["/paged?page=1&per=2", "/paged?page=2&per=2", "/paged?page=3&per=2"] {
@@ -97,6 +87,17 @@ fn pulls_follow_the_next_page_named_in_the_body() {
         db.admin().query("SELECT name FROM paged ORDER BY name", &[]).unwrap().iter().map(|r| r.get(0)).collect();
     assert_eq!(names, ["p1", "p2", "p3", "p4", "p5"]);
     assert_eq!(db.events("paged", "inbound", "delivered"), 5, "each record applied once");
+}
+
+/// Five records p1..p5 on the remote, pulled two to a page by an inbound link `paged` whose
+/// pages name the next one in their body; `extra` settings on top.
+fn paged_link(db: &WorkerDb, server: &FaultServer, extra: Value) {
+    for i in 1..=5 {
+        ureq::post(&format!("{}/paged", server.url())).send_json(json!({"name": format!("p{i}")})).unwrap();
+    }
+    let mut settings = json!({"pull_interval": 1, "pull_query": "page=1&per=2", "list_pointer": "/data", "next_pointer": "/links/next"});
+    settings.as_object_mut().unwrap().extend(extra.as_object().cloned().unwrap_or_default());
+    link(db, server, "paged", "name text", "inbound", settings);
 }
 
 /// The number of records of link `link` paired with a remote record.
@@ -250,17 +251,7 @@ fn concurrency_bounds_the_requests_in_flight() {
 fn a_pull_stops_after_max_pages() {
     let db = WorkerDb::take(24);
     let server = FaultServer::start();
-    for i in 1..=5 {
-        ureq::post(&format!("{}/paged", server.url())).send_json(json!({"name": format!("p{i}")})).unwrap();
-    }
-    link(
-        &db,
-        &server,
-        "paged",
-        "name text",
-        "inbound",
-        json!({"pull_interval": 1, "pull_query": "page=1&per=2", "max_pages": 2, "list_pointer": "/data", "next_pointer": "/links/next"}),
-    );
+    paged_link(&db, &server, json!({"max_pages": 2}));
     wait_for(20, "the first two pages", || db.count("SELECT count(*) FROM paged") == 4);
     // Two more pulls: each starts again at page 1 (no cursor) and stops after page 2.
     wait_for(20, "three pulls", || {
