@@ -197,6 +197,8 @@ pub unsafe fn from_value(value: &Value) -> pg_sys::Datum {
     }
 }
 
+/// Pushes a container (object or array) and everything in it; returns what
+/// `pushJsonbValue` returns for its end.
 unsafe fn push(state: &mut *mut pg_sys::JsonbParseState, value: &Value) -> *mut pg_sys::JsonbValue {
     unsafe {
         match value {
@@ -205,28 +207,31 @@ unsafe fn push(state: &mut *mut pg_sys::JsonbParseState, value: &Value) -> *mut 
                 for (key, item) in map {
                     let mut k = string_value(key);
                     pg_sys::pushJsonbValue(state, Token::WJB_KEY, &mut k);
-                    if item.is_object() || item.is_array() {
-                        push(state, item);
-                    } else {
-                        let mut v = scalar_value(item);
-                        pg_sys::pushJsonbValue(state, Token::WJB_VALUE, &mut v);
-                    }
+                    push_item(state, item, Token::WJB_VALUE);
                 }
                 pg_sys::pushJsonbValue(state, Token::WJB_END_OBJECT, ptr::null_mut())
             }
             Value::Array(items) => {
                 pg_sys::pushJsonbValue(state, Token::WJB_BEGIN_ARRAY, ptr::null_mut());
                 for item in items {
-                    if item.is_object() || item.is_array() {
-                        push(state, item);
-                    } else {
-                        let mut v = scalar_value(item);
-                        pg_sys::pushJsonbValue(state, Token::WJB_ELEM, &mut v);
-                    }
+                    push_item(state, item, Token::WJB_ELEM);
                 }
                 pg_sys::pushJsonbValue(state, Token::WJB_END_ARRAY, ptr::null_mut())
             }
             _ => unreachable!("push is called with containers only"),
+        }
+    }
+}
+
+/// Pushes a member of a container: a nested container whole, a scalar as `token` (an
+/// object's value or an array's element).
+unsafe fn push_item(state: &mut *mut pg_sys::JsonbParseState, item: &Value, token: pg_sys::JsonbIteratorToken::Type) {
+    unsafe {
+        if item.is_object() || item.is_array() {
+            push(state, item);
+        } else {
+            let mut v = scalar_value(item);
+            pg_sys::pushJsonbValue(state, token, &mut v);
         }
     }
 }

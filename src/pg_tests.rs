@@ -302,6 +302,17 @@ mod tests {
         deliveries
     }
 
+    /// A round trip of record 1 of `crm` without a user edit: the remote sends it back changed
+    /// (stamped `n`), the link writes it, and that write travels out again (on links without
+    /// the context guard). Returns how many deliveries it made.
+    fn round_trip(n: usize) -> usize {
+        Spi::run("UPDATE syncbridge._record SET in_at = clock_timestamp() + interval '1 hour'").unwrap();
+        origin::with_origin("crm", || {
+            Spi::run_with_args("UPDATE accounts SET name = $1 WHERE id = 1", &[format!("stamp {n}").into()]).unwrap()
+        });
+        round(200, "{}").len()
+    }
+
     fn status_of(key: &str) -> Option<String> {
         Spi::get_one_with_args::<String>(
             "SELECT status FROM syncbridge.events WHERE local_key = $1 ORDER BY id DESC LIMIT 1",
@@ -371,12 +382,7 @@ mod tests {
         while status_of("1").as_deref() != Some("quarantined") {
             trips += 1;
             assert!(trips <= 5, "never quarantined");
-            Spi::run("UPDATE syncbridge._record SET in_at = clock_timestamp() + interval '1 hour'").unwrap();
-            origin::with_origin("crm", || {
-                Spi::run_with_args("UPDATE accounts SET name = $1 WHERE id = 1", &[format!("stamp {trips}").into()])
-                    .unwrap()
-            });
-            round(200, "{}");
+            round_trip(trips);
         }
         assert_eq!(trips, 3, "the third round trip makes 6 hops > 4");
         let q = Spi::get_one::<String>("SELECT reason FROM syncbridge.quarantine").unwrap().unwrap();
@@ -396,21 +402,11 @@ mod tests {
         Spi::run("INSERT INTO accounts (id, name) VALUES (1, 'Ada')").unwrap();
         round(201, r#"{"id": "c-1"}"#);
         Spi::run("SELECT syncbridge.alter_link('crm', '{\"loop_guards\": [\"fingerprint\"]}')").unwrap();
-        // A round trip without a user edit, as in the test above; returns how many deliveries
-        // it made.
-        let trip = |n: usize| {
-            Spi::run("UPDATE syncbridge._record SET in_at = clock_timestamp() + interval '1 hour'").unwrap();
-            origin::with_origin("crm", || {
-                Spi::run_with_args("UPDATE accounts SET name = $1 WHERE id = 1", &[format!("stamp {n}").into()])
-                    .unwrap()
-            });
-            round(200, "{}").len()
-        };
         let quarantined = || Spi::get_one::<i64>("SELECT count(*) FROM syncbridge.quarantine").unwrap();
         // Six trips, each one's hops moved an hour back before the next: outside the window,
         // they are not a loop.
         for n in 1..=6 {
-            assert_eq!(trip(n), 1, "trip {n} was not delivered");
+            assert_eq!(round_trip(n), 1, "trip {n} was not delivered");
             Spi::run("UPDATE syncbridge._record SET hop_times = ARRAY(SELECT h - 3600 FROM unnest(hop_times) h)")
                 .unwrap();
         }
@@ -418,7 +414,7 @@ mod tests {
         // Within the window, with the detector off: six more trips, still not quarantined.
         Spi::run("SELECT syncbridge.alter_link('crm', '{\"detector\": false}')").unwrap();
         for n in 7..=12 {
-            assert_eq!(trip(n), 1, "trip {n} was not delivered");
+            assert_eq!(round_trip(n), 1, "trip {n} was not delivered");
         }
         assert_eq!(quarantined(), Some(0));
         assert_eq!(status_of("1").as_deref(), Some("delivered"));
@@ -427,7 +423,7 @@ mod tests {
         let mut n = 13;
         while quarantined() == Some(0) {
             assert!(n < 20, "the detector did not come back");
-            trip(n);
+            round_trip(n);
             n += 1;
         }
     }
