@@ -12,32 +12,13 @@ BEGIN
 END
 $$;
 
--- The first field of p_values whose value the column's type does not accept, with the
--- reason; NULL when every value fits. Used to name the field in a failed record's reason.
-CREATE FUNCTION _misfit_field(p_table regclass, p_values jsonb) RETURNS text
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    k text;
-    ignored text;
-BEGIN
-    FOR k IN SELECT jsonb_object_keys(p_values) LOOP
-        BEGIN
-            EXECUTE format('SELECT (jsonb_populate_record(NULL::%s, $1)).%I::text', p_table, k)
-                INTO ignored USING jsonb_build_object(k, p_values -> k);
-        EXCEPTION WHEN OTHERS THEN
-            RETURN format('field "%s": %s', k, SQLERRM);
-        END;
-    END LOOP;
-    RETURN NULL;
-END
-$$;
-
-REVOKE ALL ON FUNCTION _misfit_field(regclass, jsonb) FROM PUBLIC;
-
--- Reads and writes for a set of records, one statement each (src/inbound/statements.rs).
--- _statement writes the statement for one kind of access to a linked table as text; Rust
--- prepares it once per session and runs it with search_path = pg_catalog, pg_temp, as a
--- function with that SET clause would (so the table's own triggers see what they saw when
+-- Reads and writes for a set of records, one statement each (src/table/mod.rs): the only
+-- statements pg_syncbridge runs on a linked table, inbound and outbound. _statement writes
+-- the statement for one kind of access to a linked table as text; Rust prepares it once per
+-- session and runs it as the table's owner (security-restricted unless the owner is a
+-- superuser, so the owner's triggers, defaults and domain checks never run with more rights
+-- than the owner has) with search_path = pg_catalog, pg_temp, as a function with that SET
+-- clause would (so the table's own triggers see what they saw when
 -- the writes ran inside helper functions). Keys travel as text[] and are cast to the key
 -- column's type; values as a jsonb array of objects by local column name, each through
 -- jsonb_populate_record(set), so every column gets its own type's input function.
@@ -71,6 +52,9 @@ $$;
 --   boolean column, now() for a time column.
 -- * check ($1 values): raises the error of the first value its column's type (or domain)
 --   does not accept; writes nothing.
+-- * keys (no arguments): the keys of all rows as text, in arrays of up to 1,000 in key order.
+-- * store_ids ($1 local keys, $2 remote keys): writes each remote key into the remote-id
+--   column p_columns[1] of the row of its local key, where it differs.
 CREATE FUNCTION _statement(p_table regclass, p_key_column name, p_kind text, p_columns name[] DEFAULT '{}')
     RETURNS text
     LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -115,8 +99,24 @@ BEGIN
                       p_key_column, key_type);
     WHEN 'check' THEN
         RETURN format('SELECT count(*) FROM jsonb_populate_recordset(NULL::%s, $1::jsonb)', p_table);
+    WHEN 'keys' THEN
+        RETURN format('SELECT array_agg(k.key ORDER BY k.key) FROM (SELECT t.%1$I::text AS key, (row_number() OVER (ORDER BY t.%1$I) - 1) / 1000 AS chunk FROM %2$s t) k
+                       GROUP BY k.chunk ORDER BY k.chunk', p_key_column, p_table);
+    WHEN 'store_ids' THEN
+        col_type := @extschema@._column_type(p_table, p_columns[1]);
+        IF col_type IS NULL THEN
+            RAISE EXCEPTION 'remote_id_column "%" does not exist in %', p_columns[1], p_table
+                USING ERRCODE = 'undefined_column',
+                      HINT = 'Add the column, or unset it: syncbridge.alter_link(..., ''{"remote_id_column": null}'').';
+        END IF;
+        RETURN format('UPDATE %1$s t SET %2$I = CAST(x.r AS %3$s) FROM unnest($1::text[], $2::text[]) AS x(k, r)
+                       WHERE t.%4$I = CAST(x.k AS %5$s) AND t.%2$I IS DISTINCT FROM CAST(x.r AS %3$s)',
+                      p_table, p_columns[1], col_type, p_key_column, key_type);
     END CASE;
 END
 $$;
 
-REVOKE ALL ON FUNCTION _numbered(text[], jsonb), _statement(regclass, name, text, name[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION _statement(regclass, name, text, name[]) FROM PUBLIC;
+-- The statements run as the table's owner, who may have no other right in this schema.
+-- _numbered only numbers its arguments.
+GRANT EXECUTE ON FUNCTION _numbered(text[], jsonb) TO PUBLIC;

@@ -162,19 +162,6 @@ BEGIN
 END
 $$;
 
--- The rows with these keys, as (key, row as json text); keys without a row are absent.
--- (json text, not jsonb: the worker parses it at once.) Index lookups whatever the statistics
--- say: the table may have just grown by a bulk load that autovacuum has not analysed yet.
-CREATE FUNCTION _rows_by_key(p_table regclass, p_key_column name, p_keys text[])
-    RETURNS TABLE (key text, "row" text)
-    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp SET enable_seqscan = off AS $$
-BEGIN
-    RETURN QUERY EXECUTE format('SELECT t.%I::text, to_json(t)::text FROM %s t WHERE t.%I = ANY(CAST($1 AS %s[]))',
-                                p_key_column, p_table, p_key_column, @extschema@._column_type(p_table, p_key_column))
-        USING p_keys;
-END
-$$;
-
 -- Records the outcome of a batch, one array element per record (see src/outbound/settle.rs):
 -- id map and fingerprints, events, and the _pending rows (done, retry later, dead-lettered,
 -- or changed meanwhile and due again). Arrays, not one JSON document: this runs for every
@@ -240,26 +227,6 @@ BEGIN
 END
 $$;
 
--- Writes remote ids returned by creates into the user's remote-id column (remote_id_column);
--- called under the link's origin flag, so capture does not send the change back.
-CREATE FUNCTION _store_remote_ids(p_table regclass, p_key_column name, p_id_column name, p_pairs jsonb) RETURNS void
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    id_type text := @extschema@._column_type(p_table, p_id_column);
-BEGIN
-    IF id_type IS NULL THEN
-        RAISE EXCEPTION 'remote_id_column "%" does not exist in %', p_id_column, p_table
-            USING ERRCODE = 'undefined_column',
-                  HINT = 'Add the column, or unset it: syncbridge.alter_link(..., ''{"remote_id_column": null}'').';
-    END IF;
-    EXECUTE format('UPDATE %1$s t SET %2$I = CAST(x.remote_key AS %4$s) '
-                   'FROM jsonb_to_recordset($1) AS x(local_key text, remote_key text) '
-                   'WHERE t.%3$I = CAST(x.local_key AS %5$s) AND t.%2$I IS DISTINCT FROM CAST(x.remote_key AS %4$s)',
-                   p_table, p_id_column, p_key_column, id_type, @extschema@._column_type(p_table, p_key_column))
-        USING p_pairs;
-END
-$$;
-
 -- After a restart nothing is in flight: deliveries cut off by a crash are due again (their
 -- attempt was counted, so a create is looked up before it is repeated).
 CREATE FUNCTION _recover() RETURNS bigint
@@ -268,8 +235,7 @@ CREATE FUNCTION _recover() RETURNS bigint
     SELECT count(*) FROM r
 $$;
 
-REVOKE ALL ON FUNCTION _record_of(bigint, text), _claim(bigint, integer), _rows_by_key(regclass, name, text[]), _settle(bigint, text[], bigint[], text[], text[], integer[], timestamptz[], text[], text[], text[], boolean[], text[], integer[], text[], text[]),
-                       _store_remote_ids(regclass, name, name, jsonb), _recover() FROM PUBLIC;
+REVOKE ALL ON FUNCTION _record_of(bigint, text), _claim(bigint, integer), _settle(bigint, text[], bigint[], text[], text[], integer[], timestamptz[], text[], text[], text[], boolean[], text[], integer[], text[], text[]), _recover() FROM PUBLIC;
 
 -- Stores a value for an auth header (a link names it with alter_link's auth_secret).
 CREATE FUNCTION set_secret(name text, value text) RETURNS void
@@ -332,10 +298,11 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Backfill sends local rows; set the direction to ''outbound'' or ''both'' first.';
     END IF;
-    EXECUTE format('WITH k AS (SELECT t.%1$I::text AS key, (row_number() OVER (ORDER BY t.%1$I) - 1) / 1000 AS chunk FROM %2$s t), '
-                   'q AS (INSERT INTO @extschema@.outbox (link_id, op, keys) SELECT $1, ''upsert'', array_agg(key ORDER BY key) FROM k GROUP BY chunk ORDER BY chunk RETURNING cardinality(keys) AS n) '
-                   'SELECT coalesce(sum(n), 0) FROM q', l.key_column, l.local_table)
-        INTO n USING l.id;
+    -- The keys are read as the table's owner (_backfill_keys, src/capture/backfill.rs).
+    WITH q AS (INSERT INTO @extschema@.outbox (link_id, op, keys)
+               SELECT l.id, 'upsert', k FROM @extschema@._backfill_keys(l.id) k
+               RETURNING cardinality(keys) AS n)
+    SELECT coalesce(sum(q.n), 0) INTO n FROM q;
     PERFORM @extschema@._wake_worker();
     RETURN n;
 END

@@ -53,7 +53,7 @@ BEGIN
     FOR f IN SELECT p.oid::regprocedure FROM pg_proc p
              WHERE p.pronamespace = '@extschema@'::regnamespace
                AND p.proname IN ('create_link', 'alter_link', 'drop_link', 'pause_link', 'resume_link', 'set_field',
-                                 'apply_inbound', 'explain') LOOP
+                                 'apply_inbound', 'explain', '_backfill_keys') LOOP
         EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f);
     END LOOP;
 END

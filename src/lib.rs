@@ -17,6 +17,8 @@ pub mod outbound;
 mod pg_tests;
 pub mod pull;
 pub mod settings;
+pub mod spi;
+pub mod table;
 pub mod transport;
 pub mod worker;
 
@@ -26,7 +28,7 @@ pgrx::extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
 pgrx::extension_sql_file!("../sql/capture.sql", name = "capture", requires = ["schema"]);
 pgrx::extension_sql_file!("../sql/inbound.sql", name = "inbound", requires = ["schema"]);
 pgrx::extension_sql_file!("../sql/outbound.sql", name = "outbound", requires = ["inbound"]);
-pgrx::extension_sql_file!("../sql/status.sql", name = "status", requires = ["outbound"]);
+pgrx::extension_sql_file!("../sql/status.sql", name = "status", requires = ["outbound", "capture"]);
 pgrx::extension_sql_file!("../sql/views.sql", name = "views", finalize);
 
 #[pgrx::pg_guard]

@@ -9,6 +9,7 @@
 //!
 //! Neither trigger calls the worker; the outbox is the only thing they share with it.
 
+pub mod backfill;
 pub mod buffer;
 pub mod config;
 pub mod enqueue;

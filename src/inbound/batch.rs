@@ -47,7 +47,7 @@ impl Batch {
             })
             .collect();
         let asked: HashSet<&str> = paired.iter().flatten().map(String::as_str).collect();
-        let rows = prefetch::local_rows(&self.statements, asked.into_iter().collect());
+        let rows = self.statements.rows(asked.into_iter().collect());
 
         let rules = self.rules();
         let no_state = State::default();

@@ -2,8 +2,8 @@
 //! per record (`_event`), the local edits that lost (`_conflict`) — gathered for a set of
 //! records and written with one statement each, in record order.
 
-use super::plans;
 use crate::logic::contention::Conflict;
+use crate::spi::plans;
 use serde_json::{Map, Value};
 
 #[derive(Default)]

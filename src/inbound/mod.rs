@@ -17,10 +17,7 @@
 mod batch;
 mod journal;
 mod one_by_one;
-mod plans;
 mod prefetch;
-mod statements;
-pub(crate) mod subxact;
 mod write;
 
 use crate::catalog::api::{columns_of, stored_rules};
@@ -32,10 +29,11 @@ use crate::logic::decide::{Deletes, Rules};
 use crate::logic::inbound::{self, Incoming, Reading, UnknownFields};
 use crate::logic::link_spec::{Contention, Direction, Guard};
 use crate::logic::mapping::FieldMap;
+use crate::spi::subxact;
+use crate::table::TableStatements;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
 use serde_json::Value;
-use statements::TableStatements;
 
 /// One result row: remote key, local key, status, reason.
 pub type Row = (Option<String>, Option<String>, String, Option<String>);

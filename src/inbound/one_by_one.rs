@@ -5,10 +5,11 @@
 //! not accept, a constraint) until the parts can, or are single records.
 
 use super::journal::Journal;
-use super::{subxact, Batch, Read, Row};
-use crate::error::{spi_opt, OrRaise};
+use super::{Batch, Read, Row};
 use crate::jsonb::Jsonb;
 use crate::logic::inbound::Incoming;
+use crate::spi::subxact;
+use crate::table::Access;
 use serde_json::{Map, Value};
 
 impl Batch {
@@ -34,14 +35,17 @@ impl Batch {
             .iter()
             .filter_map(|(remote, v)| self.map.by_remote(remote).map(|f| (f.column.clone(), v.clone())))
             .collect();
-        subxact::run_unless_transient(|| {
-            spi_opt::<String>(
-                "SELECT syncbridge._misfit_field($1::regclass, $2)",
-                &[self.link.relid().into(), Jsonb(Value::Object(values)).into()],
-            )
-            .or_raise()
+        // One field at a time, each through the table's own input functions and domain
+        // checks (as its owner), in a subtransaction that catches the error.
+        // In the order jsonb gives object keys (shorter first), as the SQL helper did.
+        let mut values: Vec<(String, Value)> = values.into_iter().collect();
+        values.sort_by(|a, b| (a.0.len(), &a.0).cmp(&(b.0.len(), &b.0)));
+        values.into_iter().find_map(|(column, value)| {
+            let one = Value::Array(vec![Value::Object(Map::from_iter([(column.clone(), value)]))]);
+            match subxact::run_unless_transient(|| self.statements.run(Access::Check, &[], &[Jsonb(one).into()])) {
+                Ok(()) => None,
+                Err(message) => Some(format!("field \"{column}\": {message}")),
+            }
         })
-        .ok()
-        .flatten()
     }
 }

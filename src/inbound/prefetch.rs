@@ -1,11 +1,11 @@
 //! What a set of records needs to be decided, in two queries whatever its size: the id-map
-//! state of every record (by remote key) and every paired local row (by local key).
+//! state of every record (by remote key, here) and every paired local row (by local key,
+//! `TableStatements::rows`, as the table's owner).
 
-use super::plans;
-use super::statements::{Access, TableStatements};
 use crate::jsonb::Jsonb;
 use crate::logic::decide::State;
-use serde_json::{Map, Value};
+use crate::spi::plans;
+use serde_json::Value;
 use std::collections::HashMap;
 
 /// The id-map state of each of these remote keys that has one, by remote key.
@@ -28,23 +28,5 @@ pub fn states(link_id: i64, remote_keys: Vec<&str>) -> HashMap<String, State> {
             states.insert(remote_key, state);
         }
         Ok(states)
-    })
-}
-
-/// The rows of the link's table with these keys as JSON objects (local column names), by
-/// the key text they were asked for. A key that does not fit the key column's type raises
-/// the type's error.
-pub fn local_rows(table: &TableStatements, keys: Vec<&str>) -> HashMap<String, Map<String, Value>> {
-    if keys.is_empty() {
-        return HashMap::new();
-    }
-    table.select(Access::Rows, &[], &[keys.into()], |rows| {
-        let mut found = HashMap::with_capacity(rows.len());
-        for row in rows {
-            if let (Some(key), Some(Jsonb(Value::Object(local)))) = (row.get::<String>(1)?, row.get::<Jsonb>(2)?) {
-                found.insert(key, local);
-            }
-        }
-        Ok(found)
     })
 }

@@ -5,11 +5,11 @@
 //! handed out alike, and a unique value one record frees is free for the records after it,
 //! not before.
 
-use super::statements::{Access, TableStatements};
 use crate::catalog::link::LinkRow;
 use crate::error::SyncError;
 use crate::jsonb::Jsonb;
 use crate::origin;
+use crate::table::{Access, TableStatements};
 use pgrx::datum::DatumWithOid;
 use pgrx::PgSqlErrorCode;
 use serde_json::{Map, Value};

@@ -9,6 +9,7 @@ use crate::logic::fingerprint;
 use crate::logic::guards::{self, LastStatus, Outgoing};
 use crate::logic::link_spec::{Direction, Guard};
 use crate::logic::mapping::LAST_TOUCH_COLUMN;
+use crate::table::TableStatements;
 use pgrx::prelude::*;
 use pgrx::{JsonB, PgSqlErrorCode};
 use serde_json::{json, Map, Value};
@@ -38,12 +39,7 @@ fn query_json(sql: &str, args: &[pgrx::datum::DatumWithOid]) -> Value {
 fn explain_record(link: &LinkRow, key: &str) -> Map<String, Value> {
     let guards = Guard::parse_list(&link.loop_guards).or_raise();
     let map = link.field_map().or_raise();
-    let row: Option<Map<String, Value>> = spi_opt::<String>(
-        "SELECT \"row\" FROM syncbridge._rows_by_key($1::regclass, $2, ARRAY[$3])",
-        &[link.relid().into(), link.key_column.as_str().into(), key.into()],
-    )
-    .or_raise()
-    .and_then(|t| serde_json::from_str(&t).ok());
+    let row: Option<Map<String, Value>> = TableStatements::new(link).rows(vec![key]).remove(key);
     let state = query_json(
         "SELECT to_jsonb(r) - 'link_id' - 'local_key' FROM syncbridge._record r WHERE link_id = $1 AND local_key = $2",
         &[link.id.into(), key.into()],
@@ -69,6 +65,7 @@ fn explain_record(link: &LinkRow, key: &str) -> Map<String, Value> {
     let fp = payload.as_ref().map(|p| fingerprint::of_record(&Value::Object(p.clone()), &volatile));
     let last_touch = row.as_ref().and_then(|r| r.get(LAST_TOUCH_COLUMN)).and_then(Value::as_str).map(str::to_owned);
     let has_pending = !outbox.is_null() || !queued.is_null();
+    let capture_off = spi_opt::<String>("SELECT syncbridge._capture_problem($1)", &[link.id.into()]).or_raise();
     let outbound = outbound_verdict(
         link,
         &guards,
@@ -78,6 +75,7 @@ fn explain_record(link: &LinkRow, key: &str) -> Map<String, Value> {
         last_touch.as_deref(),
         row.is_some(),
         has_pending,
+        capture_off.as_deref(),
     );
     let inbound = inbound_verdict(link, &guards, &state);
 
@@ -87,7 +85,15 @@ fn explain_record(link: &LinkRow, key: &str) -> Map<String, Value> {
     out.insert("link".into(), json!(link.name));
     out.insert("local_key".into(), json!(key));
     out.insert("direction".into(), json!(link.direction));
-    out.insert("state".into(), json!(if link.paused { "paused" } else { "active" }));
+    let state_name = match (link.paused, &capture_off) {
+        (true, _) => "paused",
+        (false, Some(_)) => "capture_off",
+        (false, None) => "active",
+    };
+    out.insert("state".into(), json!(state_name));
+    if let Some(problem) = &capture_off {
+        out.insert("capture".into(), json!(format!("off: {problem}; local edits are not captured")));
+    }
     out.insert("loop_guards".into(), json!(guards.iter().map(|g| g.name()).collect::<Vec<_>>()));
     out.insert("row_exists".into(), json!(row.is_some()));
     out.insert("last_touch".into(), json!(last_touch));
@@ -112,6 +118,7 @@ fn outbound_verdict(
     last_touch: Option<&str>,
     exists: bool,
     has_pending: bool,
+    capture_off: Option<&str>,
 ) -> Value {
     let verdict = |v: &str, why: String| json!({"verdict": v, "why": why});
     if !Direction::parse(&link.direction).map(Direction::sends).unwrap_or(false) {
@@ -147,6 +154,15 @@ fn outbound_verdict(
         return verdict(
             "quarantined",
             format!("{reason}; a user edit or SELECT syncbridge.release('{}', <key>) lifts it", link.name),
+        );
+    }
+    if let (Some(problem), false) = (capture_off, has_pending) {
+        return verdict(
+            "stays",
+            format!(
+                "capture is off ({problem}): local edits are not captured; ALTER TABLE ... ENABLE TRIGGER ... turns it on again (a dropped trigger comes back with SELECT syncbridge.alter_link('{}', '{{\"direction\": \"{}\"}}')), then SELECT syncbridge.backfill('{}') sends what was missed",
+                link.name, link.direction, link.name
+            ),
         );
     }
     let out = Outgoing {

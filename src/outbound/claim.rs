@@ -9,9 +9,9 @@ use crate::logic::fingerprint;
 use crate::logic::guards::{self, detect, Detector, LastStatus, Outgoing, Travel};
 use crate::logic::link_spec::Guard;
 use crate::logic::mapping::LAST_TOUCH_COLUMN;
+use crate::table::TableStatements;
 use pgrx::prelude::*;
-use serde_json::{Map, Value};
-use std::collections::HashMap;
+use serde_json::Value;
 
 /// A claimed `_pending` row.
 struct Claimed {
@@ -59,7 +59,8 @@ pub fn claim(link: &LinkRow, limit: i32) -> Result<Vec<Delivery>> {
     }
     let map = &link.field_map()?;
 
-    let rows = current_rows(link, claimed.iter().map(|c| c.local_key.as_str()));
+    // Read as the table's owner: its key type's input, domain checks and type output run there.
+    let rows = TableStatements::new(link).rows(claimed.iter().map(|c| c.local_key.as_str()).collect());
     let guards = Guard::parse_list(&link.loop_guards)?;
     let volatile = delivery::volatile_fields(map);
     let local_id_field = link.setting("local_id_field");
@@ -165,26 +166,4 @@ pub fn claim(link: &LinkRow, limit: i32) -> Result<Vec<Delivery>> {
     }
     stopped.record(link.id);
     Ok(deliveries)
-}
-
-/// The current rows for these keys (local column names), by key.
-fn current_rows<'a>(link: &LinkRow, keys: impl Iterator<Item = &'a str>) -> HashMap<String, Map<String, Value>> {
-    let keys: Vec<&str> = keys.collect();
-    Spi::connect(|c| -> std::result::Result<_, pgrx::spi::Error> {
-        let rows = c.select(
-            "SELECT key, \"row\" FROM syncbridge._rows_by_key($1::regclass, $2, $3)",
-            None,
-            &[link.relid().into(), link.key_column.as_str().into(), keys.into()],
-        )?;
-        let mut out = HashMap::new();
-        for r in rows {
-            if let (Some(key), Some(text)) = (r.get::<String>(1)?, r.get::<&str>(2)?) {
-                if let Ok(Value::Object(row)) = serde_json::from_str(text) {
-                    out.insert(key, row);
-                }
-            }
-        }
-        Ok(out)
-    })
-    .or_raise()
 }

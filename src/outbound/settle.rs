@@ -7,8 +7,8 @@ use crate::catalog::link::LinkRow;
 use crate::error::OrRaise;
 use crate::logic::delivery::{self, Verdict};
 use crate::origin;
+use crate::table::{Access, TableStatements};
 use pgrx::prelude::*;
-use pgrx::JsonB;
 use serde_json::{json, Map, Value};
 use std::time::{Duration, SystemTime};
 
@@ -130,18 +130,10 @@ impl Results {
         if self.new_ids.is_empty() {
             return;
         }
-        let pairs: Vec<Value> = self.new_ids.iter().map(|(l, r)| json!({"local_key": l, "remote_key": r})).collect();
+        let (locals, remotes): (Vec<String>, Vec<String>) = self.new_ids.iter().cloned().unzip();
+        // As the table's owner (its triggers fire), under the link's origin flag.
         origin::with_origin(&link.name, || {
-            Spi::run_with_args(
-                "SELECT syncbridge._store_remote_ids($1::regclass, $2, $3, $4)",
-                &[
-                    link.relid().into(),
-                    link.key_column.as_str().into(),
-                    column.into(),
-                    JsonB(Value::Array(pairs)).into(),
-                ],
-            )
-            .or_raise()
+            TableStatements::new(link).run(Access::StoreIds, &[column.to_string()], &[locals.into(), remotes.into()])
         });
     }
 }

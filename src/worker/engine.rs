@@ -5,12 +5,12 @@
 
 use crate::catalog::link::LinkRow;
 use crate::error::{spi_opt, OrRaise};
-use crate::inbound::subxact;
 use crate::logic::link_spec::{Direction, Schedule};
 use crate::outbound::plan::{Conventions, Sent};
 use crate::outbound::{claim, send, settle};
 use crate::pull::{self, fetch::Pulled};
 use crate::settings;
+use crate::spi::subxact;
 use crate::transport::http::Client;
 use crate::transport::Transport;
 use pgrx::bgworkers::BackgroundWorker;

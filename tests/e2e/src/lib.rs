@@ -69,6 +69,14 @@ impl TestRole {
         db.admin().batch_execute(&format!("CREATE ROLE \"{name}\" LOGIN")).unwrap();
         Self { name }
     }
+
+    /// A login role made from the `postgres` database. Declare it before the databases it
+    /// owns objects in, so that they are dropped first.
+    pub fn named(base: &str) -> Self {
+        let name = format!("{base}_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
+        connect_as("postgres", "postgres").batch_execute(&format!("CREATE ROLE \"{name}\" LOGIN")).unwrap();
+        Self { name }
+    }
 }
 
 impl Drop for TestRole {

@@ -1,13 +1,19 @@
-//! The statements that read and write a link's table for a set of records. SQL writes them
-//! (`syncbridge._statement`: identifiers quoted with %I and regclass, the key cast to its
-//! column's type), once per call and kind of access; they are prepared once per session
-//! (`plans`) and run with `search_path = pg_catalog, pg_temp`, as a function with that SET
-//! clause runs its body: the table's own triggers see the search path they saw when these
-//! writes ran inside SQL helper functions.
+//! The statements that read and write a linked table — the only way pg_syncbridge touches
+//! one, inbound and outbound. SQL writes them (`syncbridge._statement`: identifiers quoted
+//! with %I and regclass, the key cast to its column's type), once per call and kind of
+//! access; they are prepared once per session (`spi::plans`) and run as the table's owner
+//! (`owner`, security-restricted unless the owner is a superuser) with `search_path =
+//! pg_catalog, pg_temp`, as a function with that SET clause runs its body: the table's own
+//! triggers see the search path they saw when these writes ran inside SQL helper functions.
 
-use super::plans;
+mod owner;
+
+pub use owner::as_table_owner;
+
 use crate::catalog::link::LinkRow;
 use crate::error::OrRaise;
+use crate::jsonb::Jsonb;
+use crate::spi::plans;
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys;
 use pgrx::spi::SpiTupleTable;
@@ -25,6 +31,11 @@ pub enum Access {
     SoftDelete,
     /// Raises the error of a value its column does not accept.
     Check,
+    /// The keys of all rows as text, in arrays of up to 1,000, in key order.
+    Keys,
+    /// Writes remote ids into the link's remote-id column (`columns[0]`), for pairs of local
+    /// and remote keys.
+    StoreIds,
 }
 
 impl Access {
@@ -36,6 +47,8 @@ impl Access {
             Access::Delete => "delete",
             Access::SoftDelete => "soft_delete",
             Access::Check => "check",
+            Access::Keys => "keys",
+            Access::StoreIds => "store_ids",
         }
     }
 }
@@ -52,6 +65,26 @@ impl TableStatements {
         Self { relid: link.relid(), key_column: link.key_column.clone(), texts: RefCell::new(HashMap::new()) }
     }
 
+    /// The rows with these keys as JSON objects (local column names), by the key text they
+    /// were asked for; keys without a row are left out. A key that does not fit the key
+    /// column's type raises the type's error.
+    pub fn rows(&self, keys: Vec<&str>) -> HashMap<String, serde_json::Map<String, serde_json::Value>> {
+        if keys.is_empty() {
+            return HashMap::new();
+        }
+        self.select(Access::Rows, &[], &[keys.into()], |rows| {
+            let mut found = HashMap::with_capacity(rows.len());
+            for row in rows {
+                if let (Some(key), Some(Jsonb(serde_json::Value::Object(local)))) =
+                    (row.get::<String>(1)?, row.get::<Jsonb>(2)?)
+                {
+                    found.insert(key, local);
+                }
+            }
+            Ok(found)
+        })
+    }
+
     /// Runs the statement of `access` (on `columns`) with `args` and hands its rows to `read`.
     pub fn select<R>(
         &self,
@@ -61,7 +94,7 @@ impl TableStatements {
         read: impl FnOnce(SpiTupleTable<'_>) -> Result<R, pgrx::spi::Error>,
     ) -> R {
         let text = self.text(access, columns);
-        as_function_body(|| plans::select(&text, args, read))
+        as_table_owner(self.relid, || as_function_body(|| plans::select(&text, args, read)))
     }
 
     /// Runs the statement of `access` (on `columns`) with `args` for its effect.
