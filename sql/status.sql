@@ -34,9 +34,36 @@ END
 $$;
 CREATE TRIGGER _link_counters_deleted AFTER DELETE ON _link FOR EACH ROW EXECUTE FUNCTION _link_counters_deleted();
 
+-- Why a sending link's edits would not be captured, or NULL when they are: one of its capture
+-- triggers is gone (DROP TRIGGER) or does not fire in ordinary sessions (ALTER TABLE ...
+-- DISABLE TRIGGER, or ENABLE REPLICA TRIGGER) on the table or one of its partitions. (A
+-- session with session_replication_role = replica skips them too; no catalog shows that.)
+CREATE FUNCTION _capture_problem(p_link bigint) RETURNS text
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH l AS (SELECT * FROM @extschema@._link WHERE id = p_link AND direction IN ('outbound', 'both')),
+    expected AS (
+        SELECT @extschema@._trigger_name(l.name, k) AS tgname, l.local_table
+        FROM l, unnest(CASE WHEN l.track_columns THEN ARRAY['row'] ELSE ARRAY['insert', 'update', 'delete'] END) k),
+    problems AS (
+        SELECT format('trigger %I on %s was dropped', e.tgname, e.local_table) AS problem, e.local_table AS rel, e.tgname
+        FROM expected e
+        WHERE NOT EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = e.local_table AND t.tgname = e.tgname)
+        UNION ALL
+        SELECT format('trigger %I on %s is %s', t.tgname, t.tgrelid::regclass,
+                      CASE t.tgenabled WHEN 'D' THEN 'disabled' ELSE 'enabled for replicas only' END), t.tgrelid, t.tgname
+        FROM expected e
+        -- (pg_partition_tree gives nothing for a table that is not partitioned.)
+        CROSS JOIN LATERAL (SELECT e.local_table::oid AS relid UNION SELECT relid FROM pg_partition_tree(e.local_table)) p
+        JOIN pg_trigger t ON t.tgrelid = p.relid AND t.tgname = e.tgname
+        WHERE t.tgenabled NOT IN ('O', 'A'))
+    SELECT string_agg(problem, '; ' ORDER BY rel, tgname) FROM problems
+$$;
+REVOKE ALL ON FUNCTION _capture_problem(bigint) FROM PUBLIC;
+
 CREATE VIEW link_status AS
 SELECT l.name AS link,
        CASE WHEN l.paused THEN 'paused'
+            WHEN @extschema@._capture_problem(l.id) IS NOT NULL THEN 'capture_off'
             WHEN s.last_error_at IS NOT NULL AND s.last_error_at > coalesce(s.last_success_at, '-infinity') THEN 'failing'
             ELSE 'active' END AS state,
        l.direction,
@@ -68,7 +95,7 @@ LEFT JOIN LATERAL (SELECT jsonb_object_agg(k.status, k.n) AS last_hour
                          WHERE e.link_id = l.id AND e.at > now() - interval '1 hour' GROUP BY 1) k) h ON true
 LEFT JOIN LATERAL (SELECT jsonb_object_agg(c.direction || '.' || c.status, c.n) AS total
                    FROM @extschema@._counter c WHERE c.link_id = l.id) t ON true;
-COMMENT ON VIEW link_status IS 'Per link: state, queue depth, dead letters, oldest pending age, quarantined records, outcome counts (last hour and in total), last error and last success.';
+COMMENT ON VIEW link_status IS 'Per link: state (active, paused, capture_off: a capture trigger is dropped or disabled, failing), queue depth, dead letters, oldest pending age, quarantined records, outcome counts (last hour and in total), last error and last success.';
 
 CREATE VIEW quarantine AS
 SELECT l.name AS link, r.local_key, r.remote_key, r.quarantined_at, r.quarantine_reason AS reason,
