@@ -48,6 +48,15 @@ impl SyncError {
         unreachable!("ERROR does not return")
     }
 
+    /// Something that cannot happen unless pg_syncbridge has a bug: the one wording of it.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            message,
+            "This is a bug in pg_syncbridge; please report it with the statement that caused it.",
+        )
+    }
+
     /// A link that does not exist.
     pub fn no_such_link(name: &str) -> Self {
         Self::new(
@@ -80,11 +89,7 @@ impl From<SpecError> for SyncError {
 
 impl From<pgrx::spi::Error> for SyncError {
     fn from(e: pgrx::spi::Error) -> Self {
-        Self::new(
-            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-            format!("pg_syncbridge catalog access failed: {e}"),
-            "This is a bug in pg_syncbridge; please report it with the statement that caused it.",
-        )
+        Self::internal(format!("pg_syncbridge catalog access failed: {e}"))
     }
 }
 

@@ -143,13 +143,8 @@ fn load(link_id: i64, rel: pg_sys::Relation) -> Result<CaptureConfig, SyncError>
             "The trigger outlived its link, or belongs to another table: drop it; syncbridge.create_link installs the right ones.",
         )
     })?;
-    let stored: Stored = serde_json::from_value(stored.0).map_err(|e| {
-        SyncError::new(
-            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-            format!("unreadable link configuration: {e}"),
-            "This is a bug in pg_syncbridge; please report it.",
-        )
-    })?;
+    let stored: Stored = serde_json::from_value(stored.0)
+        .map_err(|e| SyncError::internal(format!("unreadable link configuration: {e}")))?;
     let (columns, typids) = table_columns(rel);
     let rules = stored
         .rules

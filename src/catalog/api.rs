@@ -4,6 +4,7 @@
 use super::link::{invalidate_table, LinkRow};
 use super::table::TableInfo;
 use crate::error::{OrRaise, Result, SyncError};
+use crate::logic::link_settings::{self, LinkSettings};
 use crate::logic::link_spec::{self, Contention, Direction, Guard, Schedule, Side};
 use crate::logic::mapping::{self, Column, FieldMap, FieldRule, ValueKind};
 use pgrx::prelude::*;
@@ -179,7 +180,7 @@ fn alter(name: &str, settings: Value) -> Result<()> {
                 )
             })?),
             _ => {
-                link_spec::check_extra_setting(key, value)?;
+                link_settings::check(key, value)?;
                 if value.is_null() {
                     extra.remove(key);
                 } else {
@@ -190,6 +191,13 @@ fn alter(name: &str, settings: Value) -> Result<()> {
         };
         columns.insert(key.clone(), normalized);
     }
+    // The settings as they will be, parsed once as the worker will read them.
+    let conf = LinkSettings::parse(&extra)?;
+    let guards: Vec<String> = match columns.get("loop_guards") {
+        Some(names) => serde_json::from_value(names.clone()).unwrap_or_default(),
+        None => link.loop_guards.clone(),
+    };
+    link_settings::check_detector(&Guard::parse_list(&guards)?, &conf)?;
 
     let relid = link.relid();
     let tracking_now = columns.get("track_columns").and_then(Value::as_bool).unwrap_or(link.track_columns);

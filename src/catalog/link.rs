@@ -1,8 +1,9 @@
 //! A link as stored in `syncbridge._link`.
 
 use crate::error::{Result, SyncError};
+use crate::logic::link_settings::LinkSettings;
 use pgrx::prelude::*;
-use pgrx::{JsonB, PgSqlErrorCode};
+use pgrx::JsonB;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -20,7 +21,11 @@ pub struct LinkRow {
     pub schedule: String,
     pub track_columns: bool,
     pub paused: bool,
+    /// The settings as stored (what `alter_link` merges into and the `links` view shows).
     pub settings: serde_json::Map<String, serde_json::Value>,
+    /// The same, typed, every default filled in: what the code reads.
+    #[serde(skip)]
+    pub conf: LinkSettings,
 }
 
 impl LinkRow {
@@ -31,13 +36,9 @@ impl LinkRow {
             &[name.into()],
         )?
         .ok_or_else(|| SyncError::no_such_link(name))?;
-        serde_json::from_value(row.0).map_err(|e| {
-            SyncError::new(
-                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-                format!("unreadable link \"{name}\": {e}"),
-                "This is a bug in pg_syncbridge; please report it.",
-            )
-        })
+        let link: Self = serde_json::from_value(row.0)
+            .map_err(|e| SyncError::internal(format!("unreadable link \"{name}\": {e}")))?;
+        link.typed()
     }
 
     /// Every link, by id; for the worker, which must not lock them.
@@ -46,23 +47,17 @@ impl LinkRow {
             "SELECT coalesce(jsonb_agg(to_jsonb(l) || jsonb_build_object('relid', l.local_table::oid::bigint) ORDER BY l.id), '[]') FROM syncbridge._link l",
             &[],
         )?;
-        serde_json::from_value(rows.map(|r| r.0).unwrap_or_default()).map_err(|e| {
-            SyncError::new(
-                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-                format!("unreadable links: {e}"),
-                "This is a bug in pg_syncbridge; please report it.",
-            )
-        })
+        let links: Vec<Self> = serde_json::from_value(rows.map(|r| r.0).unwrap_or_default())
+            .map_err(|e| SyncError::internal(format!("unreadable links: {e}")))?;
+        links.into_iter().map(Self::typed).collect()
     }
 
-    /// A text setting of `alter_link`, if set.
-    pub fn setting(&self, name: &str) -> Option<&str> {
-        self.settings.get(name).and_then(serde_json::Value::as_str)
-    }
-
-    /// A numeric setting of `alter_link`, or `default`.
-    pub fn number(&self, name: &str, default: u64) -> u64 {
-        self.settings.get(name).and_then(serde_json::Value::as_u64).unwrap_or(default)
+    /// Parses the stored settings into `conf` (they were checked when they were set).
+    fn typed(mut self) -> Result<Self> {
+        self.conf = LinkSettings::parse(&self.settings).map_err(|e| {
+            SyncError::internal(format!("unreadable settings of link \"{}\": {}", self.name, e.message))
+        })?;
+        Ok(self)
     }
 
     /// The link's field map, from the table as it is now and the stored field rules.

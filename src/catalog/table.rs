@@ -35,13 +35,7 @@ impl TableInfo {
                     "Pass an existing table, e.g. 'public.accounts'::regclass.",
                 )
             })?;
-        serde_json::from_value(info.0).map_err(|e| {
-            SyncError::new(
-                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-                format!("unexpected table description: {e}"),
-                "This is a bug in pg_syncbridge; please report it.",
-            )
-        })
+        serde_json::from_value(info.0).map_err(|e| SyncError::internal(format!("unexpected table description: {e}")))
     }
 
     /// A link needs a permanent, ordinary (or partitioned) table outside the extension.

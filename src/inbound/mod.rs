@@ -189,29 +189,31 @@ impl Batch {
     }
 
     fn reading(&self) -> Reading<'_> {
+        let conf = &self.link.conf;
         Reading {
             remote_key_field: &self.link.remote_key_field,
-            local_id_field: self.link.settings.get("local_id_field").and_then(Value::as_str),
-            unknown: match self.link.settings.get("unknown_fields").and_then(Value::as_str) {
-                Some("fail") => UnknownFields::Fail,
+            local_id_field: conf.local_id_field.as_deref(),
+            unknown: match conf.unknown_fields.as_str() {
+                "fail" => UnknownFields::Fail,
                 _ => UnknownFields::Ignore,
             },
-            tombstone_field: self.setting("tombstone_field").unwrap_or("_deleted"),
-            time_field: self.setting("remote_time_field"),
+            tombstone_field: &conf.tombstone_field,
+            time_field: conf.remote_time_field.as_deref(),
         }
     }
 
     /// How this link decides about incoming records (`logic::decide`).
     fn rules(&self) -> Rules<'_> {
+        let conf = &self.link.conf;
         Rules {
             map: &self.map,
             key_column: &self.link.key_column,
             remote_key_field: &self.link.remote_key_field,
             guards: &self.guards,
             contention: self.contention,
-            local_time_column: self.setting("local_time_column"),
-            deletes: Deletes::from_settings(self.setting("deletes"), self.setting("soft_delete_column")),
-            writes_back: self.setting("local_id_field").is_some(),
+            local_time_column: conf.local_time_column.as_deref(),
+            deletes: Deletes::from_settings(Some(&conf.deletes), conf.soft_delete_column.as_deref()),
+            writes_back: conf.local_id_field.is_some(),
         }
     }
 
@@ -222,9 +224,5 @@ impl Batch {
             format!("link \"{}\" soft-deletes but has no soft_delete_column", self.link.name),
             "Name the column: SELECT syncbridge.alter_link(<link>, '{\"soft_delete_column\": \"deleted\"}');",
         )
-    }
-
-    pub(crate) fn setting(&self, name: &str) -> Option<&str> {
-        self.link.settings.get(name).and_then(Value::as_str)
     }
 }

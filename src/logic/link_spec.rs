@@ -316,42 +316,6 @@ pub fn normalize_collection(collection: &str) -> Result<String, SpecError> {
     Ok(trimmed.to_string())
 }
 
-/// Settings that `alter_link` accepts beside the columns of `create_link`; the value types
-/// are checked here so that a typo fails at once instead of at the first delivery.
-pub const EXTRA_SETTINGS: &[(&str, SettingType)] = &[
-    ("timeout_ms", SettingType::PositiveInt),
-    ("batch_size", SettingType::PositiveInt),
-    ("max_attempts", SettingType::PositiveInt),
-    ("auth_header", SettingType::Text),
-    ("auth_secret", SettingType::Text),
-    ("created_id_pointer", SettingType::Pointer),
-    ("list_pointer", SettingType::Pointer),
-    ("batch_url", SettingType::Text),
-    ("local_id_field", SettingType::Text),
-    ("remote_time_field", SettingType::Text),
-    ("local_time_column", SettingType::Text),
-    ("deletes", SettingType::OneOf(&["delete", "soft_delete", "ignore"])),
-    ("soft_delete_column", SettingType::Text),
-    ("tombstone_field", SettingType::Text),
-    ("unknown_fields", SettingType::OneOf(&["ignore", "fail"])),
-    ("pull_path", SettingType::Text),
-    ("cursor_param", SettingType::Text),
-    ("cursor_field", SettingType::Text),
-    ("pull_query", SettingType::Text),
-    ("next_pointer", SettingType::Text),
-    ("max_pages", SettingType::PositiveInt),
-    ("pull", SettingType::Bool),
-    ("pull_interval", SettingType::PositiveInt),
-    ("update_method", SettingType::OneOf(&["PATCH", "PUT"])),
-    ("remote_id_column", SettingType::Text),
-    ("concurrency", SettingType::PositiveInt),
-    ("max_response_bytes", SettingType::PositiveInt),
-    ("batch_result_pointer", SettingType::Pointer),
-    ("detector", SettingType::Bool),
-    ("detector_hops", SettingType::PositiveInt),
-    ("detector_window", SettingType::PositiveInt),
-];
-
 /// Settings that map to a column of the link itself.
 pub const CORE_SETTINGS: &[&str] = &[
     "direction",
@@ -363,51 +327,6 @@ pub const CORE_SETTINGS: &[&str] = &[
     "remote_key_field",
     "track_columns",
 ];
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SettingType {
-    PositiveInt,
-    Text,
-    Bool,
-    /// A JSON pointer (RFC 6901): empty, or starting with `/`.
-    Pointer,
-    OneOf(&'static [&'static str]),
-}
-
-/// Checks one `alter_link` extra setting. `None` as value removes the setting.
-pub fn check_extra_setting(key: &str, value: &serde_json::Value) -> Result<(), SpecError> {
-    let Some((_, ty)) = EXTRA_SETTINGS.iter().find(|(k, _)| *k == key) else {
-        let mut names: Vec<&str> = CORE_SETTINGS.to_vec();
-        names.extend(EXTRA_SETTINGS.iter().map(|(k, _)| *k));
-        return Err(unknown("link setting", key, &names));
-    };
-    if value.is_null() {
-        return Ok(());
-    }
-    let ok = match ty {
-        SettingType::PositiveInt => value.as_i64().is_some_and(|n| n > 0),
-        SettingType::Text => value.as_str().is_some_and(|s| !s.is_empty()),
-        SettingType::Bool => value.is_boolean(),
-        SettingType::Pointer => value.as_str().is_some_and(|s| s.is_empty() || s.starts_with('/')),
-        SettingType::OneOf(names) => value.as_str().is_some_and(|s| names.contains(&s)),
-    };
-    if ok {
-        Ok(())
-    } else {
-        let want = match ty {
-            SettingType::PositiveInt => "a positive whole number".to_string(),
-            SettingType::Text => "a non-empty string".to_string(),
-            SettingType::Bool => "true or false".to_string(),
-            SettingType::Pointer => "a JSON pointer such as \"/data/id\", or \"\" for the whole body".to_string(),
-            SettingType::OneOf(names) => format!("one of {}", names.join(", ")),
-        };
-        Err(SpecError::new(
-            ErrorKind::InvalidValue,
-            format!("invalid value {value} for link setting \"{key}\""),
-            format!("\"{key}\" takes {want}, or null to remove it."),
-        ))
-    }
-}
 
 fn unknown(what: &str, given: &str, valid: &[&str]) -> SpecError {
     SpecError::new(
@@ -505,20 +424,5 @@ mod tests {
         for bad in ["", "/", "a//b", "../etc", "a b", "a?b"] {
             assert!(normalize_collection(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn extra_settings_are_typed() {
-        use serde_json::json;
-        assert!(check_extra_setting("timeout_ms", &json!(5000)).is_ok());
-        assert!(check_extra_setting("timeout_ms", &json!(null)).is_ok());
-        assert!(check_extra_setting("timeout_ms", &json!(-1)).is_err());
-        assert!(check_extra_setting("timeout_ms", &json!("5s")).is_err());
-        assert!(check_extra_setting("deletes", &json!("soft_delete")).is_ok());
-        let err = check_extra_setting("deletes", &json!("purge")).unwrap_err();
-        assert!(err.hint.contains("delete, soft_delete, ignore"), "{}", err.hint);
-        let err = check_extra_setting("timeout", &json!(1)).unwrap_err();
-        assert!(err.message.contains("unknown link setting"));
-        assert!(err.hint.contains("timeout_ms"));
     }
 }

@@ -10,5 +10,6 @@ pub mod delivery;
 pub mod fingerprint;
 pub mod guards;
 pub mod inbound;
+pub mod link_settings;
 pub mod link_spec;
 pub mod mapping;

@@ -63,14 +63,13 @@ pub fn claim(link: &LinkRow, limit: i32) -> Result<Vec<Delivery>> {
     let rows = TableStatements::new(link).rows(claimed.iter().map(|c| c.local_key.as_str()).collect());
     let guards = Guard::parse_list(&link.loop_guards)?;
     let volatile = delivery::volatile_fields(map);
-    let local_id_field = link.setting("local_id_field");
+    let local_id_field = link.conf.local_id_field.as_deref();
     let with_id = Shape { remote_key_field: &link.remote_key_field, local_id_field };
     let without_id = Shape { local_id_field: None, ..with_id };
-    let detector = (guards.contains(&Guard::Detector) || link.settings.get("detector") != Some(&Value::Bool(false)))
-        .then(|| Detector {
-            max_hops: link.number("detector_hops", Detector::DEFAULT.max_hops as u64) as usize,
-            window_secs: link.number("detector_window", Detector::DEFAULT.window_secs as u64) as i64,
-        });
+    let detector = link.conf.detector_on().then_some(Detector {
+        max_hops: link.conf.detector_hops as usize,
+        window_secs: link.conf.detector_window as i64,
+    });
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
 
     let mut deliveries = Vec::new();

@@ -79,11 +79,12 @@ pub struct Conventions {
 
 impl Conventions {
     pub fn of(link: &LinkRow, secret: Option<String>) -> Self {
+        let conf = &link.conf;
         let mut headers = Vec::new();
         if let Some(value) = secret {
-            headers.push((link.setting("auth_header").unwrap_or("Authorization").to_string(), value));
+            headers.push((conf.auth_header.clone(), value));
         }
-        let batch_url = link.setting("batch_url").map(|u| {
+        let batch_url = conf.batch_url.as_deref().map(|u| {
             if u.starts_with("http://") || u.starts_with("https://") {
                 u.to_string()
             } else {
@@ -95,16 +96,16 @@ impl Conventions {
             base_url: link.remote_base_url.clone(),
             collection: link.remote_collection.clone(),
             remote_key_field: link.remote_key_field.clone(),
-            created_id_pointer: link.setting("created_id_pointer").unwrap_or("").to_string(),
-            local_id_field: link.setting("local_id_field").map(str::to_owned),
-            update_method: link.setting("update_method").and_then(Method::parse).unwrap_or(Method::Patch),
+            created_id_pointer: conf.created_id_pointer.clone().unwrap_or_default(),
+            local_id_field: conf.local_id_field.clone(),
+            update_method: Method::parse(&conf.update_method).unwrap_or(Method::Patch),
             headers,
             batch_url,
-            batch_result_pointer: link.setting("batch_result_pointer").unwrap_or("").to_string(),
-            list_pointer: link.setting("list_pointer").unwrap_or("").to_string(),
-            concurrency: link.number("concurrency", 8).clamp(1, 64) as usize,
-            timeout_ms: link.number("timeout_ms", 10_000),
-            max_response_bytes: link.number("max_response_bytes", 8 << 20) as usize,
+            batch_result_pointer: conf.batch_result_pointer.clone(),
+            list_pointer: conf.list_pointer.clone(),
+            concurrency: conf.concurrency.clamp(1, 64) as usize,
+            timeout_ms: conf.timeout_ms,
+            max_response_bytes: conf.max_response_bytes as usize,
         }
     }
 

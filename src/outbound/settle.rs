@@ -12,9 +12,6 @@ use pgrx::prelude::*;
 use serde_json::{json, Map, Value};
 use std::time::{Duration, SystemTime};
 
-/// Default number of attempts before a record is dead-lettered (`max_attempts`).
-pub const MAX_ATTEMPTS: u64 = 8;
-
 /// One record's outcome, as `syncbridge._settle` records it.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -126,7 +123,7 @@ impl Results {
 
     /// Stores new remote ids in the user's remote-id column, under the link's origin flag.
     fn store_remote_ids(&self, link: &LinkRow) {
-        let Some(column) = link.setting("remote_id_column") else { return };
+        let Some(column) = link.conf.remote_id_column.as_deref() else { return };
         if self.new_ids.is_empty() {
             return;
         }
@@ -140,8 +137,9 @@ impl Results {
 
 /// Judges each answer and records the batch.
 pub fn settle(link: &LinkRow, sent: Vec<Sent>) -> Results {
-    let max_attempts = link.number("max_attempts", MAX_ATTEMPTS) as u32;
+    let max_attempts = link.conf.max_attempts as u32;
     let now = SystemTime::now();
+    let created_id_pointer = link.conf.created_id_pointer.as_deref().unwrap_or("");
     let mut results = Results::default();
     for s in sent {
         let d = &s.delivery;
@@ -167,13 +165,10 @@ pub fn settle(link: &LinkRow, sent: Vec<Sent>) -> Results {
                     o.base = d.base.clone();
                 }
                 if d.remote_key.is_none() && d.action == Action::Create {
-                    let id = s.found_id.clone().or_else(|| {
-                        delivery::created_id(
-                            &body,
-                            link.setting("created_id_pointer").unwrap_or(""),
-                            &link.remote_key_field,
-                        )
-                    });
+                    let id = s
+                        .found_id
+                        .clone()
+                        .or_else(|| delivery::created_id(&body, created_id_pointer, &link.remote_key_field));
                     match id {
                         Some(id) => {
                             if s.found_id.is_some() {
@@ -186,8 +181,7 @@ pub fn settle(link: &LinkRow, sent: Vec<Sent>) -> Results {
                             o.status = "failed";
                             o.base = None;
                             o.reason = Some(format!(
-                                "created, but the answer has no id at \"{}\"; set the link's created_id_pointer",
-                                link.setting("created_id_pointer").unwrap_or("")
+                                "created, but the answer has no id at \"{created_id_pointer}\"; set the link's created_id_pointer"
                             ));
                         }
                     }

@@ -18,13 +18,13 @@ use serde_json::Value;
 
 /// The first request of a pull from `cursor` on.
 pub fn spec(link: &LinkRow, cursor: Option<&str>, headers: Vec<(String, String)>) -> PullSpec {
-    let path = link.setting("pull_path").unwrap_or(&link.remote_collection);
+    let path = link.conf.pull_path.as_deref().unwrap_or(&link.remote_collection);
     let mut url = format!("{}/{}", link.remote_base_url, path.trim_start_matches('/'));
     let mut query = Vec::new();
-    if let (Some(param), Some(cursor)) = (link.setting("cursor_param"), cursor) {
+    if let (Some(param), Some(cursor)) = (link.conf.cursor_param.as_deref(), cursor) {
         query.push(format!("{}={}", delivery::encode_component(param), delivery::encode_component(cursor)));
     }
-    if let Some(extra) = link.setting("pull_query") {
+    if let Some(extra) = link.conf.pull_query.as_deref() {
         query.push(extra.trim_start_matches(['?', '&']).to_string());
     }
     if !query.is_empty() {
@@ -34,9 +34,9 @@ pub fn spec(link: &LinkRow, cursor: Option<&str>, headers: Vec<(String, String)>
     PullSpec {
         first_url: url,
         headers,
-        list_pointer: link.setting("list_pointer").unwrap_or("").to_string(),
-        next_pointer: link.setting("next_pointer").map(str::to_owned),
-        max_pages: link.number("max_pages", 1000) as usize,
+        list_pointer: link.conf.list_pointer.clone(),
+        next_pointer: link.conf.next_pointer.clone(),
+        max_pages: link.conf.max_pages as usize,
     }
 }
 
@@ -49,7 +49,7 @@ pub fn cursor(link_id: i64) -> Result<Option<String>> {
 /// records were applied (any outcome).
 pub fn apply(link: &LinkRow, pulled: Pulled) -> Result<usize> {
     let old = cursor(link.id)?;
-    let new = match link.setting("cursor_field") {
+    let new = match link.conf.cursor_field.as_deref() {
         Some(field) => fetch::advance_cursor(&pulled.records, field, old.as_deref()),
         None => old,
     };

@@ -49,8 +49,6 @@ const REST: Duration = Duration::from_secs(5);
 const MIN_ROUND: Duration = Duration::from_millis(5);
 /// Batches of one link on the network at once: while one travels, the next is prepared.
 const BATCHES_IN_FLIGHT: usize = 2;
-/// Default pull interval of realtime links (`pull_interval`, seconds).
-const PULL_INTERVAL: u64 = 10;
 
 pub struct Engine {
     transport: Transport<Done>,
@@ -203,10 +201,8 @@ impl Engine {
             };
             let send_due =
                 direction.sends() && clock.sending < BATCHES_IN_FLIGHT && clock.next_send.is_none_or(|t| t <= now);
-            let pull_due = !clock.pulling
-                && direction.receives()
-                && link.settings.get("pull").and_then(|v| v.as_bool()) != Some(false)
-                && clock.next_pull.is_none_or(|t| t <= now);
+            let pull_due =
+                !clock.pulling && direction.receives() && link.conf.pull && clock.next_pull.is_none_or(|t| t <= now);
             if !send_due && !pull_due {
                 continue;
             }
@@ -219,7 +215,7 @@ impl Engine {
                 }
             };
             if send_due {
-                let limit = link.number("batch_size", batch as u64).min(100_000) as i32;
+                let limit = link.conf.batch_size.unwrap_or(batch as u64).min(100_000) as i32;
                 match subxact::run(|| claim::claim(link, limit)) {
                     Ok(Ok(deliveries)) => {
                         let clock = self.clocks.get_mut(&link.id).expect("clock exists");
@@ -248,7 +244,7 @@ impl Engine {
                 }
             }
             if pull_due {
-                let interval = every.unwrap_or(Duration::from_secs(link.number("pull_interval", PULL_INTERVAL).max(1)));
+                let interval = every.unwrap_or(Duration::from_secs(link.conf.pull_interval.max(1)));
                 match subxact::run(|| pull::cursor(link.id)) {
                     Ok(Ok(cursor)) => {
                         let clock = self.clocks.get_mut(&link.id).expect("clock exists");
@@ -300,7 +296,7 @@ impl Engine {
 
 /// The value of the link's auth secret, if it names one. A missing secret is an error.
 fn secret(link: &LinkRow) -> Result<Option<String>, String> {
-    let Some(name) = link.setting("auth_secret") else { return Ok(None) };
+    let Some(name) = link.conf.auth_secret.as_deref() else { return Ok(None) };
     match spi_opt::<String>("SELECT value FROM syncbridge._secret WHERE name = $1", &[name.into()]) {
         Ok(Some(v)) => Ok(Some(v)),
         _ => Err(format!("secret \"{name}\" is not set; SELECT syncbridge.set_secret('{name}', ...)")),
