@@ -12,3 +12,4 @@ pub mod guards;
 pub mod inbound;
 pub mod link_spec;
 pub mod mapping;
+pub mod reach;

@@ -3,8 +3,11 @@
 //! the body.
 
 use crate::logic::delivery::{self, Answer};
+use crate::logic::reach;
 use crate::transport::http::{Client, Method, Request};
 use serde_json::Value;
+use std::collections::HashSet;
+use url::Url;
 
 #[derive(Debug, Clone)]
 pub struct PullSpec {
@@ -21,36 +24,68 @@ pub struct PullSpec {
 pub struct Pulled {
     pub records: Vec<Value>,
     pub pages: usize,
+    /// Why the pull ended before the last page, after `pages` pages whose records are kept
+    /// (a failed page, a next link to another origin): the link reports it as its error.
+    pub stopped: Option<String>,
 }
 
+/// Fetches the pages. A failure of the first page fails the pull; a later failure ends it with
+/// the records of the pages before (and the failure in `stopped`). A next link is resolved
+/// against its page's URL and must stay on its origin; a page already read in this pull ends it.
 pub async fn fetch(client: Client, spec: PullSpec) -> Result<Pulled, String> {
-    let mut records = Vec::new();
+    let mut pulled = Pulled { records: Vec::new(), pages: 0, stopped: None };
+    let mut seen = HashSet::new();
     let mut url = Some(spec.first_url.clone());
-    let mut pages = 0;
     while let Some(current) = url.take() {
-        if pages == spec.max_pages {
+        if pulled.pages == spec.max_pages {
             break;
         }
+        seen.insert(Url::parse(&current).map_or_else(|_| current.clone(), String::from));
         let mut req = Request::new(Method::Get, current.clone());
         req.headers = spec.headers.clone();
         let answer = client.send(&req).await;
-        let body = page_body(&answer)?;
-        let items = body.pointer(&spec.list_pointer).and_then(Value::as_array).ok_or_else(|| {
-            format!("the pull answer has no array at \"{}\"; set the link's list_pointer", spec.list_pointer)
-        })?;
-        pages += 1;
-        let empty = items.is_empty();
-        records.extend(items.iter().cloned());
-        let next = answer.next_link.clone().or_else(|| {
-            let p = spec.next_pointer.as_deref()?;
-            body.pointer(p).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned)
-        });
-        url = next.filter(|n| !empty && *n != current);
+        let (body, next) = match page(&answer, &spec) {
+            Ok(page) => page,
+            Err(e) if pulled.pages == 0 => return Err(e),
+            Err(e) => {
+                pulled.stopped = Some(format!(
+                    "{e} (page {} of the pull; the {} before it applied)",
+                    pulled.pages + 1,
+                    pulled.pages
+                ));
+                break;
+            }
+        };
+        pulled.pages += 1;
+        let empty = body.is_empty();
+        pulled.records.extend(body);
+        let Some(next) = next.filter(|_| !empty) else { break };
+        match reach::next_page(answer.url.as_deref().unwrap_or(&current), &next) {
+            Ok(next) if seen.contains(next.as_str()) => break,
+            Ok(next) => url = Some(next.to_string()),
+            Err(e) => pulled.stopped = Some(format!("pull stopped after page {}: {e}", pulled.pages)),
+        }
     }
-    Ok(Pulled { records, pages })
+    Ok(pulled)
+}
+
+/// A page's records and the link to the next page, if any.
+fn page(answer: &Answer, spec: &PullSpec) -> Result<(Vec<Value>, Option<String>), String> {
+    let body = page_body(answer)?;
+    let items = body.pointer(&spec.list_pointer).and_then(Value::as_array).ok_or_else(|| {
+        format!("the pull answer has no array at \"{}\"; set the link's list_pointer", spec.list_pointer)
+    })?;
+    let next = answer.next_link.clone().or_else(|| {
+        let p = spec.next_pointer.as_deref()?;
+        body.pointer(p).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned)
+    });
+    Ok((items.clone(), next))
 }
 
 fn page_body(answer: &Answer) -> Result<Value, String> {
+    if let Some(reason) = &answer.refused {
+        return Err(format!("pull: {reason}"));
+    }
     match answer.status {
         Some(200..=299) => serde_json::from_str(&answer.body).map_err(|e| format!("the pull answer is not JSON: {e}")),
         Some(status) => Err(format!("pull: HTTP {status}: {}", delivery::remote_message(&answer.body))),

@@ -1,9 +1,19 @@
 //! One HTTP exchange: a request as plain data in, an [`Answer`] out. Failures below HTTP
 //! (timeouts, refused or dropped connections, oversized responses) become an answer without
 //! a status, in words that name the cause but never a header value (secrets travel there).
+//! Same-origin redirects are followed here; a redirect to another origin, or a host or
+//! address outside `syncbridge.allowed_hosts`, is refused (a permanent failure).
 
+use super::dns;
+use super::redirect::{self, Step};
+use super::scrub::Secrets;
 use crate::logic::delivery::Answer;
+use crate::logic::link_spec::redact_url;
+use crate::logic::reach::AllowList;
+use reqwest::RequestBuilder;
+use std::sync::Arc;
 use std::time::Duration;
+use url::Url;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
@@ -52,39 +62,90 @@ impl Request {
     }
 }
 
-/// A client with one timeout (for the whole exchange) and a cap on response bodies.
+/// A client with one timeout (for each exchange), a cap on response bodies and the
+/// `syncbridge.allowed_hosts` it was made for (parsed on the worker's main thread: nothing
+/// here reads a setting).
 #[derive(Clone)]
 pub struct Client {
     inner: reqwest::Client,
     timeout: Duration,
     max_body: usize,
+    allowed: Arc<Allowed>,
 }
 
+/// The allow-list a client keeps to, or why it cannot keep to any (a setting that does not
+/// parse sends nothing until it is fixed).
+pub type Allowed = Result<AllowList, String>;
+
 impl Client {
-    pub fn new(timeout: Duration, max_body: usize) -> Result<Self, String> {
-        let inner = reqwest::Client::builder()
+    pub fn new(timeout: Duration, max_body: usize, allowed: Allowed) -> Result<Self, String> {
+        let mut builder = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
             .pool_idle_timeout(Duration::from_secs(30))
             .user_agent(concat!("pg_syncbridge/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(Self { inner, timeout, max_body })
+            // Followed by hand, same origin only (see `redirect`).
+            .redirect(reqwest::redirect::Policy::none());
+        if let Ok(list) = &allowed {
+            if list.checks_addresses() {
+                builder = builder.dns_resolver(Arc::new(dns::Filtered(Arc::new(list.clone()))));
+            }
+        }
+        let inner = builder.build().map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Self { inner, timeout, max_body, allowed: Arc::new(allowed) })
     }
 
     pub async fn send(&self, req: &Request) -> Answer {
-        let method = reqwest::Method::from_bytes(req.method.name().as_bytes()).expect("a known method");
-        let mut builder = self.inner.request(method, &req.url);
-        for (name, value) in &req.headers {
+        let secrets = Secrets::of(&req.headers);
+        let mut url = match Url::parse(&req.url) {
+            Ok(url) => url,
+            Err(e) => return refused(format!("invalid URL \"{}\": {e}", secrets.scrub(&redact_url(&req.url)))),
+        };
+        let (mut method, mut body) = (req.method, req.body.clone());
+        let mut hops = 0;
+        loop {
+            match self.allowed.as_ref() {
+                Ok(list) => {
+                    if let Err(e) = list.check_url(&url) {
+                        return refused(secrets.scrub(&e.0));
+                    }
+                }
+                Err(e) => return failure(format!("nothing is sent: {e}")),
+            }
+            let resp = match self.request(&url, method, &req.headers, body.as_deref()).send().await {
+                Ok(r) => r,
+                Err(e) => return self.failed(&e, &secrets),
+            };
+            let status = resp.status().as_u16();
+            let location = resp.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let Some(location) = location.filter(|_| redirect::is_redirect(status)) else {
+                return self.read(resp, url, &secrets).await;
+            };
+            match redirect::step(status, &location, &url, method, hops) {
+                Step::Follow { url: next, method: m, keep_body } => {
+                    (url, method) = (next, m);
+                    body = body.filter(|_| keep_body);
+                    hops += 1;
+                }
+                Step::Refuse(why) => return refused(secrets.scrub(&why)),
+            }
+        }
+    }
+
+    fn request(&self, url: &Url, method: Method, headers: &[(String, String)], body: Option<&str>) -> RequestBuilder {
+        let method = reqwest::Method::from_bytes(method.name().as_bytes()).expect("a known method");
+        let mut builder = self.inner.request(method, url.clone());
+        for (name, value) in headers {
             builder = builder.header(name, value);
         }
-        if let Some(body) = &req.body {
-            builder = builder.header("content-type", "application/json").body(body.clone());
+        if let Some(body) = body {
+            builder = builder.header("content-type", "application/json").body(body.to_owned());
         }
-        let mut resp = match builder.send().await {
-            Ok(r) => r,
-            Err(e) => return failure(self.describe(&e)),
-        };
+        builder
+    }
+
+    /// The answer of a response that is not a redirect to follow.
+    async fn read(&self, mut resp: reqwest::Response, url: Url, secrets: &Secrets) -> Answer {
         let status = resp.status().as_u16();
         let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let retry_after = header("retry-after");
@@ -102,42 +163,43 @@ impl Client {
                     body.extend_from_slice(&chunk);
                 }
                 Ok(None) => break,
-                Err(e) => return failure(self.describe(&e)),
+                Err(e) => return self.failed(&e, secrets),
             }
         }
         Answer {
             status: Some(status),
-            body: scrub(String::from_utf8_lossy(&body).into_owned(), &req.headers),
+            body: secrets.scrub(&String::from_utf8_lossy(&body)),
             retry_after,
             error: None,
             next_link,
+            refused: None,
+            url: Some(url.to_string()),
         }
     }
 
-    fn describe(&self, e: &reqwest::Error) -> String {
-        if e.is_timeout() {
+    /// An answer for a request that got no response: refused for good when the resolver
+    /// found no allowed address, else a failure to retry.
+    fn failed(&self, e: &reqwest::Error, secrets: &Secrets) -> Answer {
+        if let Some(why) = dns::refusal(e) {
+            return refused(secrets.scrub(&why));
+        }
+        let text = if e.is_timeout() {
             format!("timed out after {} ms", self.timeout.as_millis())
         } else if e.is_connect() {
             format!("cannot connect: {}", root_cause(e))
         } else {
             format!("request failed: {}", root_cause(e))
-        }
+        };
+        failure(secrets.scrub(&text))
     }
-}
-
-/// The text with every header value we sent (auth secrets among them) masked: a remote that
-/// repeats a credential in its error message must not get it into events or logs.
-fn scrub(mut text: String, headers: &[(String, String)]) -> String {
-    for (_, value) in headers.iter().filter(|(_, v)| v.len() >= 6) {
-        if text.contains(value.as_str()) {
-            text = text.replace(value.as_str(), "***");
-        }
-    }
-    text
 }
 
 fn failure(error: String) -> Answer {
     Answer { error: Some(error), ..Default::default() }
+}
+
+fn refused(reason: String) -> Answer {
+    Answer { refused: Some(reason), ..Default::default() }
 }
 
 /// The innermost error's text ("connection refused", "connection reset by peer", ...).

@@ -3,7 +3,10 @@
 //! Nothing here touches PostgreSQL: the worker hands in futures and collects their results on
 //! the main thread, where all SPI happens.
 
+mod dns;
 pub mod http;
+mod redirect;
 mod runtime;
+pub mod scrub;
 
 pub use runtime::Transport;
