@@ -115,7 +115,78 @@ pub fn advance_cursor(records: &[Value], field: &str, current: Option<&str>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::logic::reach::AllowList;
+    use crate::transport::testing::{block_on, respond, Server};
     use serde_json::json;
+    use std::time::Duration;
+
+    fn pull(first_url: String, next_pointer: Option<&str>) -> Result<Pulled, String> {
+        let client = Client::new(Duration::from_secs(5), 1 << 20, AllowList::parse("")).unwrap();
+        let spec = PullSpec {
+            first_url,
+            headers: vec![("Authorization".into(), "Bearer tok-123456".into())],
+            list_pointer: "/data".into(),
+            next_pointer: next_pointer.map(str::to_owned),
+            max_pages: 50,
+        };
+        block_on(fetch(client, spec))
+    }
+
+    #[test]
+    fn a_relative_link_header_is_resolved_against_the_page() {
+        let server = Server::start(|req, _| match req.target.as_str() {
+            "/v1/items?page=1" => respond(200, &[("link", "<?page=2>; rel=\"next\"")], r#"{"data": [{"id": 1}]}"#),
+            "/v1/items?page=2" => {
+                respond(200, &[("link", "</v1/items?page=3>; rel=\"next\"")], r#"{"data": [{"id": 2}]}"#)
+            }
+            _ => respond(200, &[], r#"{"data": [{"id": 3}]}"#),
+        });
+        let pulled = pull(server.url("/v1/items?page=1"), None).unwrap();
+        assert_eq!(pulled.records, [json!({"id": 1}), json!({"id": 2}), json!({"id": 3})]);
+        assert_eq!((pulled.pages, pulled.stopped), (3, None));
+    }
+
+    #[test]
+    fn a_next_page_on_another_origin_ends_the_pull_and_keeps_the_pages_read() {
+        let elsewhere = Server::start(|_, _| respond(200, &[], r#"{"data": [{"id": 666}]}"#));
+        let away = elsewhere.url("/collect");
+        let server = Server::start(move |req, port| match req.target.as_str() {
+            "/p1" => respond(
+                200,
+                &[],
+                &json!({"data": [{"id": 1}], "next": format!("http://127.0.0.1:{port}/p2")}).to_string(),
+            ),
+            _ => respond(200, &[], &json!({"data": [{"id": 2}], "next": away}).to_string()),
+        });
+        let pulled = pull(server.url("/p1"), Some("/next")).unwrap();
+        assert_eq!(pulled.records, [json!({"id": 1}), json!({"id": 2})]);
+        let stopped = pulled.stopped.expect("the pull says why it stopped");
+        assert!(stopped.contains(&elsewhere.url("/collect")) && stopped.contains("same origin"), "{stopped}");
+        assert!(elsewhere.seen().is_empty(), "the other origin was asked");
+    }
+
+    #[test]
+    fn a_page_seen_before_ends_the_pull() {
+        let server = Server::start(|req, _| match req.target.as_str() {
+            "/a" => respond(200, &[], r#"{"data": [{"id": 1}], "next": "/b"}"#),
+            _ => respond(200, &[], r#"{"data": [{"id": 2}], "next": "/a"}"#),
+        });
+        let pulled = pull(server.url("/a"), Some("/next")).unwrap();
+        assert_eq!((pulled.pages, pulled.records.len(), pulled.stopped), (2, 2, None));
+        assert_eq!(server.seen().len(), 2);
+    }
+
+    #[test]
+    fn a_failing_first_page_fails_the_pull_and_a_later_one_keeps_the_pages_before() {
+        let server = Server::start(|req, _| match req.target.as_str() {
+            "/ok" => respond(200, &[], r#"{"data": [{"id": 1}], "next": "/broken"}"#),
+            _ => respond(500, &[], r#"{"message": "down"}"#),
+        });
+        assert_eq!(pull(server.url("/broken"), Some("/next")).unwrap_err(), "pull: HTTP 500: down");
+        let pulled = pull(server.url("/ok"), Some("/next")).unwrap();
+        assert_eq!(pulled.records, [json!({"id": 1})]);
+        assert!(pulled.stopped.is_some_and(|s| s.starts_with("pull: HTTP 500: down (page 2")));
+    }
 
     #[test]
     fn the_cursor_moves_to_the_newest_value() {

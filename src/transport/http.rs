@@ -210,3 +210,92 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     }
     cur.to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logic::delivery::{judge, Verdict};
+    use crate::transport::testing::{block_on, respond, Server};
+    use std::time::SystemTime;
+
+    fn client(allowed: &str) -> Client {
+        Client::new(Duration::from_secs(5), 1 << 20, AllowList::parse(allowed)).unwrap()
+    }
+
+    fn patch(url: String) -> Request {
+        let mut req = Request::new(Method::Patch, url);
+        req.headers = vec![("X-Api-Key".into(), "very-secret-123".into())];
+        req.body = Some(r#"{"name":"Ada"}"#.into());
+        req
+    }
+
+    #[test]
+    fn a_redirect_to_another_origin_gets_neither_body_nor_headers() {
+        let elsewhere = Server::start(|_, _| respond(200, &[], "{}"));
+        let target = elsewhere.url("/steal");
+        let origin = Server::start(move |_, _| respond(307, &[("location", &target)], ""));
+        let answer = block_on(client("").send(&patch(origin.url("/t/1"))));
+        assert!(elsewhere.seen().is_empty(), "the other origin was asked: {:?}", elsewhere.seen());
+        let reason = answer.refused.clone().expect("refused");
+        assert!(reason.contains(&elsewhere.url("/steal")) && reason.contains("another origin"), "{reason}");
+        assert!(matches!(judge(&answer, 1, 0.0, SystemTime::now()), Verdict::Permanent { .. }));
+    }
+
+    #[test]
+    fn same_origin_redirects_are_followed_with_the_method_the_status_calls_for() {
+        let server = Server::start(|req, _| match req.target.as_str() {
+            "/old" => respond(307, &[("location", "/new")], ""),
+            "/see" => respond(303, &[("location", "/new")], ""),
+            _ => respond(200, &[], r#"{"ok": true}"#),
+        });
+        let answer = block_on(client("").send(&patch(server.url("/old"))));
+        assert_eq!(answer.status, Some(200));
+        assert_eq!(answer.url.as_deref(), Some(server.url("/new").as_str()));
+        let seen = server.seen();
+        assert_eq!((seen[1].method.as_str(), seen[1].target.as_str()), ("PATCH", "/new"));
+        assert_eq!(seen[1].body, r#"{"name":"Ada"}"#);
+        assert_eq!(seen[1].header("x-api-key"), Some("very-secret-123"));
+        block_on(client("").send(&patch(server.url("/see"))));
+        let after_303 = server.seen().pop().unwrap();
+        assert_eq!((after_303.method.as_str(), after_303.body.as_str()), ("GET", ""));
+        assert_eq!(after_303.header("content-type"), None);
+    }
+
+    #[test]
+    fn redirect_loops_end_after_five_hops() {
+        let server = Server::start(|_, _| respond(302, &[("location", "/again")], ""));
+        let answer = block_on(client("").send(&patch(server.url("/again"))));
+        assert!(answer.refused.as_deref().is_some_and(|r| r.starts_with("more than 5 redirects")), "{answer:?}");
+        assert_eq!(server.seen().len(), 6);
+    }
+
+    #[test]
+    fn an_echoed_token_is_masked_also_without_its_scheme_word() {
+        let server = Server::start(|_, _| respond(401, &[], r#"{"message": "token SUPERSECRET-123456 revoked"}"#));
+        let mut req = Request::new(Method::Get, server.url("/t"));
+        req.headers = vec![("Authorization".into(), "Bearer SUPERSECRET-123456".into())];
+        let answer = block_on(client("").send(&req));
+        assert_eq!(answer.body, r#"{"message": "token *** revoked"}"#);
+    }
+
+    #[test]
+    fn hosts_and_resolved_addresses_outside_the_allow_list_are_refused_before_connecting() {
+        let server = Server::start(|_, _| respond(200, &[], "[]"));
+        let get = |url: String| Request::new(Method::Get, url);
+        let by_ip = block_on(client("10.0.0.0/8").send(&get(server.url("/t"))));
+        assert!(by_ip.refused.as_deref().is_some_and(|r| r.contains("not in syncbridge.allowed_hosts")), "{by_ip:?}");
+        let by_name =
+            block_on(client("localhost, 10.0.0.0/8").send(&get(format!("http://localhost:{}/t", server.port))));
+        let reason = by_name.refused.expect("a name that resolves outside the ranges is refused");
+        assert!(reason.contains("\"localhost\" resolves to"), "{reason}");
+        let other_name = block_on(client("api.example.com").send(&get(format!("http://localhost:{}/t", server.port))));
+        assert!(other_name.refused.is_some());
+        assert!(server.seen().is_empty(), "a refused request reached the server");
+        let allowed = block_on(client("127.0.0.0/8").send(&get(server.url("/t"))));
+        assert_eq!(allowed.status, Some(200));
+        let broken = Client::new(Duration::from_secs(5), 1024, AllowList::parse("10.0.0.0/99")).unwrap();
+        let answer = block_on(broken.send(&get(server.url("/t"))));
+        assert!(answer.error.as_deref().is_some_and(|e| e.contains("10.0.0.0/99")) && answer.refused.is_none());
+        assert_eq!(server.seen().len(), 1);
+    }
+}

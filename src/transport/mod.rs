@@ -8,5 +8,7 @@ pub mod http;
 mod redirect;
 mod runtime;
 pub mod scrub;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub use runtime::Transport;
