@@ -426,7 +426,7 @@ pub fn check_extra_setting(key: &str, value: &serde_json::Value) -> Result<(), S
     if value.is_null() {
         return Ok(());
     }
-    match (ty, value.as_str()) {
+    match (ty, value.as_str().filter(|s| !s.is_empty())) {
         (SettingType::HeaderName, Some(name)) => return check_header_name(key, name),
         (SettingType::Url, Some(url)) => return check_batch_url(url),
         _ => {}
@@ -448,8 +448,9 @@ pub fn check_extra_setting(key: &str, value: &serde_json::Value) -> Result<(), S
             SettingType::Bool => "true or false".to_string(),
             SettingType::Pointer => "a JSON pointer such as \"/data/id\", or \"\" for the whole body".to_string(),
             SettingType::OneOf(names) => format!("one of {}", names.join(", ")),
-            SettingType::HeaderName => "a header name such as \"X-Api-Key\"".to_string(),
-            SettingType::Url => "a path below the base URL or an absolute http(s) URL".to_string(),
+            // Only an empty string or another JSON type gets here (a non-empty string was
+            // checked above, with its own message).
+            SettingType::HeaderName | SettingType::Url => "a non-empty string".to_string(),
         };
         Err(SpecError::new(
             ErrorKind::InvalidValue,
@@ -573,7 +574,9 @@ mod tests {
     #[test]
     fn header_names_are_tokens() {
         assert!(check_extra_setting("auth_header", &serde_json::json!("X-Api-Key")).is_ok());
-        for bad in ["X-Api-Key\r\nX-Evil: 1", "X\nY", "X\0Y", "X Y", "X:", ""] {
+        let err = check_extra_setting("auth_header", &serde_json::json!("")).unwrap_err();
+        assert_eq!(err.hint, "\"auth_header\" takes a non-empty string, or null to remove it.");
+        for bad in ["X-Api-Key\r\nX-Evil: 1", "X\nY", "X\0Y", "X Y", "X:"] {
             let err = check_extra_setting("auth_header", &serde_json::json!(bad)).unwrap_err();
             assert_eq!(err.kind, ErrorKind::InvalidValue, "{bad:?}");
             assert!(!err.message.contains('\n') && err.hint.contains("header name"), "{}", err.message);
