@@ -245,6 +245,13 @@ BEGIN
         RAISE EXCEPTION 'a secret needs a name' USING ERRCODE = 'invalid_parameter_value',
             HINT = 'SELECT syncbridge.set_secret(''crm_token'', ''Bearer ...'');';
     END IF;
+    -- A secret travels as a header value: a line break would end the header and start
+    -- another (text cannot hold NUL); other control characters make no valid header either.
+    IF value ~ '[\x01-\x08\x0a-\x1f\x7f]' THEN
+        RAISE EXCEPTION 'the value of secret "%" contains a line break or another control character', name
+            USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'A secret is sent as an HTTP header value: give it on one line, without CR, LF or other control characters.';
+    END IF;
     IF value IS NULL THEN
         DELETE FROM @extschema@._secret s WHERE s.name = set_secret.name;
     ELSE

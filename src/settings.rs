@@ -17,6 +17,10 @@ pub static EVENTS_RETENTION_MIN: GucSetting<i32> = GucSetting::<i32>::new(7 * 24
 /// only). Each line names the link.
 pub static LOG_LEVEL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"warning"));
 
+/// Hosts links may point at (see `logic::reach`): names, `*.domain` wildcards, addresses and
+/// CIDR ranges, comma-separated; empty allows any host.
+pub static ALLOWED_HOSTS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
 pub fn init() {
     GucRegistry::define_string_guc(
         c"syncbridge.database",
@@ -64,6 +68,20 @@ pub fn init() {
         GucContext::Sighup,
         GucFlags::default(),
     );
+    GucRegistry::define_string_guc(
+        c"syncbridge.allowed_hosts",
+        c"Hosts that links may send to and pull from; empty allows any.",
+        c"Comma-separated host names, *.domain wildcards, IP addresses and CIDR ranges. Checked by create_link and alter_link, \
+and by the worker on every request, redirect and resolved address. A value that does not parse stops all traffic.",
+        &ALLOWED_HOSTS,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+}
+
+/// `syncbridge.allowed_hosts` as written ("" when unset).
+pub fn allowed_hosts() -> String {
+    ALLOWED_HOSTS.get().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 /// The worker's log threshold: 0 debug, 1 log, 2 warning.

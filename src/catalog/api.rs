@@ -7,6 +7,8 @@ use crate::error::{OrRaise, Result, SyncError};
 use crate::logic::link_settings::{self, LinkSettings};
 use crate::logic::link_spec::{self, Contention, Direction, Guard, Schedule, Side};
 use crate::logic::mapping::{self, Column, FieldMap, FieldRule, ValueKind};
+use crate::logic::reach::{self, AllowList};
+use crate::settings;
 use pgrx::prelude::*;
 use pgrx::{JsonB, PgRelation, PgSqlErrorCode};
 use serde_json::{Map, Value};
@@ -68,6 +70,7 @@ impl LinkSpec<'_> {
         Contention::parse(self.contention)?;
         let schedule = Schedule::parse(self.schedule)?;
         let base_url = link_spec::normalize_base_url(self.base_url)?;
+        check_allowed("remote_base_url", &base_url)?;
         let collection = link_spec::normalize_collection(self.collection)?;
         check_remote_key_field(self.remote_key_field)?;
 
@@ -159,7 +162,11 @@ fn alter(name: &str, settings: Value) -> Result<()> {
             "direction" => Value::from(text().and_then(|t| Ok(Direction::parse(t).map(|_| t)?))?),
             "contention" => Value::from(text().and_then(|t| Ok(Contention::parse(t).map(|_| t)?))?),
             "schedule" => Value::from(Schedule::parse(text()?)?.render()),
-            "remote_base_url" => Value::from(link_spec::normalize_base_url(text()?)?),
+            "remote_base_url" => {
+                let url = link_spec::normalize_base_url(text()?)?;
+                check_allowed("remote_base_url", &url)?;
+                Value::from(url)
+            }
             "remote_collection" => Value::from(link_spec::normalize_collection(text()?)?),
             "remote_key_field" => Value::from(check_remote_key_field(text()?).map(|_| text())??),
             "loop_guards" => {
@@ -181,6 +188,9 @@ fn alter(name: &str, settings: Value) -> Result<()> {
             })?),
             _ => {
                 link_settings::check(key, value)?;
+                if let Some(url) = value.as_str().filter(|u| key == "batch_url" && u.contains("://")) {
+                    check_allowed("batch_url", url)?;
+                }
                 if value.is_null() {
                     extra.remove(key);
                 } else {
@@ -407,6 +417,38 @@ fn require_superuser(func: &str) {
         )
         .raise();
     }
+}
+
+/// A URL a link is given must point at a host of `syncbridge.allowed_hosts` when it lists
+/// any (the worker checks again on every request and resolved address).
+fn check_allowed(what: &str, url: &str) -> Result<()> {
+    let list = AllowList::parse(&settings::allowed_hosts()).map_err(|e| {
+        SyncError::new(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            e,
+            format!(
+                "Fix {} in postgresql.conf and SELECT pg_reload_conf(); until then the worker sends nothing.",
+                reach::SETTING
+            ),
+        )
+    })?;
+    let parsed = url::Url::parse(url).map_err(|e| {
+        SyncError::new(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("invalid {what} \"{}\": {e}", link_spec::redact_url(url)),
+            "Give an absolute http:// or https:// URL.",
+        )
+    })?;
+    list.check_url(&parsed).map_err(|e| {
+        SyncError::new(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("{what}: {e}"),
+            format!(
+                "Links may only point at hosts listed in {}: use one of them, or have a superuser add this host in postgresql.conf and SELECT pg_reload_conf().",
+                reach::SETTING
+            ),
+        )
+    })
 }
 
 fn check_remote_key_field(field: &str) -> Result<()> {

@@ -23,8 +23,13 @@ pub struct Answer {
     pub retry_after: Option<String>,
     /// What went wrong below HTTP, if anything.
     pub error: Option<String>,
-    /// The `rel="next"` target of a `Link` header (pagination).
+    /// The `rel="next"` target of a `Link` header (pagination), as the remote wrote it.
     pub next_link: Option<String>,
+    /// Why the transport would not go on (a redirect to another origin, a host outside
+    /// `syncbridge.allowed_hosts`): a permanent failure, never retried.
+    pub refused: Option<String>,
+    /// The URL that answered (after same-origin redirects); relative links resolve against it.
+    pub url: Option<String>,
 }
 
 /// What to do with a record after an answer.
@@ -41,6 +46,9 @@ pub enum Verdict {
 /// Judges an answer. `attempt` is the attempt that got it (1 for the first), `jitter` a
 /// number in [0, 1) that spreads retries of many records apart.
 pub fn judge(answer: &Answer, attempt: u32, jitter: f64, now: SystemTime) -> Verdict {
+    if let Some(reason) = &answer.refused {
+        return Verdict::Permanent { reason: reason.clone() };
+    }
     let Some(status) = answer.status else {
         let reason = answer.error.clone().unwrap_or_else(|| "no response".to_string());
         return Verdict::Retry { after: backoff(attempt, jitter), reason };
@@ -240,6 +248,16 @@ mod tests {
         let timeout = Answer { error: Some("timed out".into()), ..Default::default() };
         assert!(matches!(judge(&timeout, 1, 0.5, now), Verdict::Retry { reason, .. } if reason == "timed out"));
         assert!(matches!(judge(&answer(408, ""), 1, 0.0, now), Verdict::Retry { .. }));
+    }
+
+    #[test]
+    fn refusals_of_the_transport_are_permanent() {
+        let a =
+            Answer { refused: Some("HTTP 307 redirect to another origin not followed".into()), ..Default::default() };
+        assert_eq!(
+            judge(&a, 1, 0.0, SystemTime::now()),
+            Verdict::Permanent { reason: "HTTP 307 redirect to another origin not followed".into() }
+        );
     }
 
     #[test]

@@ -17,6 +17,10 @@ pub enum SettingType {
     /// A JSON pointer (RFC 6901): empty, or starting with `/`.
     Pointer,
     OneOf(&'static [&'static str]),
+    /// An HTTP header name (a token: no spaces, colons, CR or LF).
+    HeaderName,
+    /// A path below the base URL, or an absolute http(s) URL checked like the base URL.
+    Url,
 }
 
 /// One setting: its name, type, default (as the docs show it) and meaning.
@@ -43,10 +47,10 @@ pub const SETTINGS: &[SettingDoc] = &[
     s("concurrency", PositiveInt, "8", "requests of the link on the network at once, at most (1 to 64), whichever of its batches (up to two travel at once) they belong to"),
     s("max_response_bytes", PositiveInt, "8388608", "larger answers are refused"),
     s("auth_secret", Text, "none", "name of the secret (`set_secret`) sent as the value of `auth_header`"),
-    s("auth_header", Text, "`Authorization`", "header that carries the secret"),
+    s("auth_header", HeaderName, "`Authorization`", "header that carries the secret"),
     s("created_id_pointer", Pointer, "the remote key field", "JSON pointer to the id in a create's answer"),
     s("update_method", OneOf(&["PATCH", "PUT"]), "`PATCH`", "how an update is sent"),
-    s("batch_url", Text, "none", "batch mode: all records of a round in one POST to this URL"),
+    s("batch_url", Url, "none", "batch mode: all records of a round in one POST to this URL, a path below the base URL (`batch`) or an absolute http(s) URL checked like the base URL (no credentials, other schemes or bad ports) and against `syncbridge.allowed_hosts`"),
     s("batch_result_pointer", Pointer, "the whole body", "batch mode: JSON pointer to the per-record results, in order"),
     s("local_id_field", Text, "none", "remote field that holds the local id (writebacks, and lookups before a repeated create)"),
     s("remote_id_column", Text, "none", "local column that receives the remote id of a created record; it is not sent or received as a field (the remote has its own id), unless `set_field` marks it synced"),
@@ -57,7 +61,7 @@ pub const SETTINGS: &[SettingDoc] = &[
     s("cursor_param", Text, "none", "query parameter that carries the cursor"),
     s("cursor_field", Text, "none", "record field whose newest value becomes the cursor"),
     s("list_pointer", Pointer, "the whole body", "JSON pointer to the records in a page"),
-    s("next_pointer", Text, "none", "JSON pointer to the next page's URL in a page (else the `Link: rel=\"next\"` header)"),
+    s("next_pointer", Text, "none", "JSON pointer to the next page's URL in a page (else the `Link: rel=\"next\"` header); a next link is resolved against its page's URL and must stay on its origin (one to another origin ends the pull with an error that names it, after the pages read are applied); a page already read in the same pull ends it"),
     s("max_pages", PositiveInt, "1000", "pages one pull reads at most"),
     s("remote_time_field", Text, "none", "remote modification time, for `newer_wins` and `merge`"),
     s("local_time_column", Text, "none", "local modification time, for `newer_wins` and `merge`"),
@@ -201,19 +205,25 @@ pub fn check(key: &str, value: &Value) -> Result<(), SpecError> {
     if value.is_null() {
         return Ok(());
     }
+    match (doc.kind, value.as_str().filter(|s| !s.is_empty())) {
+        (HeaderName, Some(name)) => return super::link_spec::check_header_name(key, name),
+        (Url, Some(url)) => return super::link_spec::check_batch_url(url),
+        _ => {}
+    }
     let ok = match doc.kind {
         PositiveInt => value.as_i64().is_some_and(|n| n > 0),
         Text => value.as_str().is_some_and(|s| !s.is_empty()),
         Bool => value.is_boolean(),
         Pointer => value.as_str().is_some_and(|s| s.is_empty() || s.starts_with('/')),
         OneOf(names) => value.as_str().is_some_and(|s| names.contains(&s)),
+        HeaderName | Url => false,
     };
     if ok {
         return Ok(());
     }
     let want = match doc.kind {
         PositiveInt => "a positive whole number".to_string(),
-        Text => "a non-empty string".to_string(),
+        Text | HeaderName | Url => "a non-empty string".to_string(),
         Bool => "true or false".to_string(),
         Pointer => "a JSON pointer such as \"/data/id\", or \"\" for the whole body".to_string(),
         OneOf(names) => format!("one of {}", names.join(", ")),
@@ -232,6 +242,8 @@ pub fn reference_table() -> String {
         let takes = match d.kind {
             PositiveInt => "number > 0".to_string(),
             Text => "text".to_string(),
+            HeaderName => "header name".to_string(),
+            Url => "path or URL".to_string(),
             Bool => "boolean".to_string(),
             Pointer => "JSON pointer".to_string(),
             OneOf(names) => names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "),

@@ -245,11 +245,35 @@ pub fn validate_link_name(name: &str) -> Result<(), SpecError> {
 
 /// Checks a remote base URL and returns it without a trailing slash.
 pub fn normalize_base_url(url: &str) -> Result<String, SpecError> {
+    check_http_url("remote_base_url", url).map(|u| u.trim_end_matches('/').to_string())
+}
+
+/// Checks a link's `batch_url`: an absolute URL checked like the base URL, or a path below
+/// the base URL (`batch`, `/v1/batch`), never another scheme.
+pub fn check_batch_url(url: &str) -> Result<(), SpecError> {
+    let has_scheme = url.split_once(':').is_some_and(|(scheme, _)| {
+        !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    });
+    if has_scheme || url.starts_with("//") {
+        return check_http_url("batch_url", url).map(|_| ());
+    }
+    if url.is_empty() || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(SpecError::new(
+            ErrorKind::InvalidValue,
+            format!("invalid batch_url \"{}\"", url.escape_debug()),
+            "Give a path below the link's base URL such as 'batch', or an absolute http:// or https:// URL.",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks an absolute http(s) URL given as setting `what`; returns it unchanged.
+fn check_http_url<'a>(what: &str, url: &'a str) -> Result<&'a str, SpecError> {
     let shown = redact_url(url);
     let bad = |why: &str| {
         SpecError::new(
             ErrorKind::InvalidValue,
-            format!("invalid remote_base_url \"{shown}\": {why}"),
+            format!("invalid {what} \"{}\": {why}", shown.escape_debug()),
             "Give an absolute http:// or https:// URL such as 'https://api.example.com/v1'; put credentials in syncbridge.set_secret, not in the URL.",
         )
     };
@@ -282,7 +306,21 @@ pub fn normalize_base_url(url: &str) -> Result<String, SpecError> {
     if rest.contains(['?', '#']) {
         return Err(bad("it has a query or fragment"));
     }
-    Ok(url.trim_end_matches('/').to_string())
+    Ok(url)
+}
+
+/// Checks a header name (`auth_header`): an HTTP token, so no CR, LF, NUL, space or colon
+/// can split or add a header.
+pub fn check_header_name(key: &str, name: &str) -> Result<(), SpecError> {
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if name.is_empty() || !name.chars().all(token) {
+        return Err(SpecError::new(
+            ErrorKind::InvalidValue,
+            format!("invalid header name \"{}\" for link setting \"{key}\"", name.escape_debug()),
+            "A header name is letters, digits and !#$%&'*+-.^_`|~ only (no spaces, colons or line breaks), such as 'X-Api-Key'.",
+        ));
+    }
+    Ok(())
 }
 
 /// The URL with any `user:password@` part replaced by `***@`, for messages and logs.
@@ -415,6 +453,40 @@ mod tests {
         assert!(!err.message.contains("s3cret") && err.message.contains("***@api.example.com"), "{}", err.message);
         assert_eq!(redact_url("http://u:p@h:1/x@y"), "http://***@h:1/x@y");
         assert_eq!(redact_url("http://h/x"), "http://h/x");
+    }
+
+    #[test]
+    fn batch_urls_are_checked_like_the_base_url() {
+        for ok in ["batch", "/v1/batch", "bulk/items", "http://127.0.0.1:3000/batch", "https://h/b"] {
+            assert!(crate::logic::link_settings::check("batch_url", &serde_json::json!(ok)).is_ok(), "{ok}");
+        }
+        for bad in [
+            "file:///etc/passwd",
+            "gopher://h/x",
+            "http://user:pw@h/batch",
+            "//other.example/batch",
+            "javascript:alert(1)",
+            "http://h:0/x",
+            "ba tch",
+            "batch\r\nX: y",
+            "",
+        ] {
+            let err = crate::logic::link_settings::check("batch_url", &serde_json::json!(bad)).unwrap_err();
+            assert_eq!(err.kind, ErrorKind::InvalidValue, "{bad}");
+            assert!(err.message.contains("batch_url") && !err.message.contains("pw@"), "{}", err.message);
+        }
+    }
+
+    #[test]
+    fn header_names_are_tokens() {
+        assert!(crate::logic::link_settings::check("auth_header", &serde_json::json!("X-Api-Key")).is_ok());
+        let err = crate::logic::link_settings::check("auth_header", &serde_json::json!("")).unwrap_err();
+        assert_eq!(err.hint, "\"auth_header\" takes a non-empty string, or null to remove it.");
+        for bad in ["X-Api-Key\r\nX-Evil: 1", "X\nY", "X\0Y", "X Y", "X:"] {
+            let err = crate::logic::link_settings::check("auth_header", &serde_json::json!(bad)).unwrap_err();
+            assert_eq!(err.kind, ErrorKind::InvalidValue, "{bad:?}");
+            assert!(!err.message.contains('\n') && err.hint.contains("header name"), "{}", err.message);
+        }
     }
 
     #[test]

@@ -13,3 +13,4 @@ pub mod inbound;
 pub mod link_settings;
 pub mod link_spec;
 pub mod mapping;
+pub mod reach;

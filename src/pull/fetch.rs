@@ -3,8 +3,11 @@
 //! the body.
 
 use crate::logic::delivery::{self, Answer};
+use crate::logic::reach;
 use crate::transport::http::{Client, Method, Request};
 use serde_json::Value;
+use std::collections::HashSet;
+use url::Url;
 
 #[derive(Debug, Clone)]
 pub struct PullSpec {
@@ -21,36 +24,68 @@ pub struct PullSpec {
 pub struct Pulled {
     pub records: Vec<Value>,
     pub pages: usize,
+    /// Why the pull ended before the last page, after `pages` pages whose records are kept
+    /// (a failed page, a next link to another origin): the link reports it as its error.
+    pub stopped: Option<String>,
 }
 
+/// Fetches the pages. A failure of the first page fails the pull; a later failure ends it with
+/// the records of the pages before (and the failure in `stopped`). A next link is resolved
+/// against its page's URL and must stay on its origin; a page already read in this pull ends it.
 pub async fn fetch(client: Client, spec: PullSpec) -> Result<Pulled, String> {
-    let mut records = Vec::new();
+    let mut pulled = Pulled { records: Vec::new(), pages: 0, stopped: None };
+    let mut seen = HashSet::new();
     let mut url = Some(spec.first_url.clone());
-    let mut pages = 0;
     while let Some(current) = url.take() {
-        if pages == spec.max_pages {
+        if pulled.pages == spec.max_pages {
             break;
         }
+        seen.insert(Url::parse(&current).map_or_else(|_| current.clone(), String::from));
         let mut req = Request::new(Method::Get, current.clone());
         req.headers = spec.headers.clone();
         let answer = client.send(&req).await;
-        let body = page_body(&answer)?;
-        let items = body.pointer(&spec.list_pointer).and_then(Value::as_array).ok_or_else(|| {
-            format!("the pull answer has no array at \"{}\"; set the link's list_pointer", spec.list_pointer)
-        })?;
-        pages += 1;
-        let empty = items.is_empty();
-        records.extend(items.iter().cloned());
-        let next = answer.next_link.clone().or_else(|| {
-            let p = spec.next_pointer.as_deref()?;
-            body.pointer(p).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned)
-        });
-        url = next.filter(|n| !empty && *n != current);
+        let (body, next) = match page(&answer, &spec) {
+            Ok(page) => page,
+            Err(e) if pulled.pages == 0 => return Err(e),
+            Err(e) => {
+                pulled.stopped = Some(format!(
+                    "{e} (page {} of the pull; the {} before it applied)",
+                    pulled.pages + 1,
+                    pulled.pages
+                ));
+                break;
+            }
+        };
+        pulled.pages += 1;
+        let empty = body.is_empty();
+        pulled.records.extend(body);
+        let Some(next) = next.filter(|_| !empty) else { break };
+        match reach::next_page(answer.url.as_deref().unwrap_or(&current), &next) {
+            Ok(next) if seen.contains(next.as_str()) => break,
+            Ok(next) => url = Some(next.to_string()),
+            Err(e) => pulled.stopped = Some(format!("pull stopped after page {}: {e}", pulled.pages)),
+        }
     }
-    Ok(Pulled { records, pages })
+    Ok(pulled)
+}
+
+/// A page's records and the link to the next page, if any.
+fn page(answer: &Answer, spec: &PullSpec) -> Result<(Vec<Value>, Option<String>), String> {
+    let body = page_body(answer)?;
+    let items = body.pointer(&spec.list_pointer).and_then(Value::as_array).ok_or_else(|| {
+        format!("the pull answer has no array at \"{}\"; set the link's list_pointer", spec.list_pointer)
+    })?;
+    let next = answer.next_link.clone().or_else(|| {
+        let p = spec.next_pointer.as_deref()?;
+        body.pointer(p).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned)
+    });
+    Ok((items.clone(), next))
 }
 
 fn page_body(answer: &Answer) -> Result<Value, String> {
+    if let Some(reason) = &answer.refused {
+        return Err(format!("pull: {reason}"));
+    }
     match answer.status {
         Some(200..=299) => serde_json::from_str(&answer.body).map_err(|e| format!("the pull answer is not JSON: {e}")),
         Some(status) => Err(format!("pull: HTTP {status}: {}", delivery::remote_message(&answer.body))),
@@ -80,7 +115,78 @@ pub fn advance_cursor(records: &[Value], field: &str, current: Option<&str>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::logic::reach::AllowList;
+    use crate::transport::testing::{block_on, respond, Server};
     use serde_json::json;
+    use std::time::Duration;
+
+    fn pull(first_url: String, next_pointer: Option<&str>) -> Result<Pulled, String> {
+        let client = Client::new(Duration::from_secs(5), 1 << 20, AllowList::parse("")).unwrap();
+        let spec = PullSpec {
+            first_url,
+            headers: vec![("Authorization".into(), "Bearer tok-123456".into())],
+            list_pointer: "/data".into(),
+            next_pointer: next_pointer.map(str::to_owned),
+            max_pages: 50,
+        };
+        block_on(fetch(client, spec))
+    }
+
+    #[test]
+    fn a_relative_link_header_is_resolved_against_the_page() {
+        let server = Server::start(|req, _| match req.target.as_str() {
+            "/v1/items?page=1" => respond(200, &[("link", "<?page=2>; rel=\"next\"")], r#"{"data": [{"id": 1}]}"#),
+            "/v1/items?page=2" => {
+                respond(200, &[("link", "</v1/items?page=3>; rel=\"next\"")], r#"{"data": [{"id": 2}]}"#)
+            }
+            _ => respond(200, &[], r#"{"data": [{"id": 3}]}"#),
+        });
+        let pulled = pull(server.url("/v1/items?page=1"), None).unwrap();
+        assert_eq!(pulled.records, [json!({"id": 1}), json!({"id": 2}), json!({"id": 3})]);
+        assert_eq!((pulled.pages, pulled.stopped), (3, None));
+    }
+
+    #[test]
+    fn a_next_page_on_another_origin_ends_the_pull_and_keeps_the_pages_read() {
+        let elsewhere = Server::start(|_, _| respond(200, &[], r#"{"data": [{"id": 666}]}"#));
+        let away = elsewhere.url("/collect");
+        let server = Server::start(move |req, port| match req.target.as_str() {
+            "/p1" => respond(
+                200,
+                &[],
+                &json!({"data": [{"id": 1}], "next": format!("http://127.0.0.1:{port}/p2")}).to_string(),
+            ),
+            _ => respond(200, &[], &json!({"data": [{"id": 2}], "next": away}).to_string()),
+        });
+        let pulled = pull(server.url("/p1"), Some("/next")).unwrap();
+        assert_eq!(pulled.records, [json!({"id": 1}), json!({"id": 2})]);
+        let stopped = pulled.stopped.expect("the pull says why it stopped");
+        assert!(stopped.contains(&elsewhere.url("/collect")) && stopped.contains("same origin"), "{stopped}");
+        assert!(elsewhere.seen().is_empty(), "the other origin was asked");
+    }
+
+    #[test]
+    fn a_page_seen_before_ends_the_pull() {
+        let server = Server::start(|req, _| match req.target.as_str() {
+            "/a" => respond(200, &[], r#"{"data": [{"id": 1}], "next": "/b"}"#),
+            _ => respond(200, &[], r#"{"data": [{"id": 2}], "next": "/a"}"#),
+        });
+        let pulled = pull(server.url("/a"), Some("/next")).unwrap();
+        assert_eq!((pulled.pages, pulled.records.len(), pulled.stopped), (2, 2, None));
+        assert_eq!(server.seen().len(), 2);
+    }
+
+    #[test]
+    fn a_failing_first_page_fails_the_pull_and_a_later_one_keeps_the_pages_before() {
+        let server = Server::start(|req, _| match req.target.as_str() {
+            "/ok" => respond(200, &[], r#"{"data": [{"id": 1}], "next": "/broken"}"#),
+            _ => respond(500, &[], r#"{"message": "down"}"#),
+        });
+        assert_eq!(pull(server.url("/broken"), Some("/next")).unwrap_err(), "pull: HTTP 500: down");
+        let pulled = pull(server.url("/ok"), Some("/next")).unwrap();
+        assert_eq!(pulled.records, [json!({"id": 1})]);
+        assert!(pulled.stopped.is_some_and(|s| s.starts_with("pull: HTTP 500: down (page 2")));
+    }
 
     #[test]
     fn the_cursor_moves_to_the_newest_value() {

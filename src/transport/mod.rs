@@ -3,7 +3,12 @@
 //! Nothing here touches PostgreSQL: the worker hands in futures and collects their results on
 //! the main thread, where all SPI happens.
 
+mod dns;
 pub mod http;
+mod redirect;
 mod runtime;
+pub mod scrub;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub use runtime::Transport;

@@ -6,6 +6,7 @@
 use crate::catalog::link::LinkRow;
 use crate::error::{spi_opt, OrRaise};
 use crate::logic::link_spec::{Direction, Schedule};
+use crate::logic::reach::AllowList;
 use crate::outbound::plan::{Conventions, Sent};
 use crate::outbound::{claim, send, settle};
 use crate::pull::{self, fetch::Pulled};
@@ -52,7 +53,8 @@ const BATCHES_IN_FLIGHT: usize = 2;
 
 pub struct Engine {
     transport: Transport<Done>,
-    clients: HashMap<(u64, usize), Client>,
+    /// Clients by timeout, response cap and `syncbridge.allowed_hosts` text.
+    clients: HashMap<(u64, usize, String), Client>,
     clocks: HashMap<i64, Clock>,
     /// Run the next round at once (a full batch came back: more is probably waiting).
     again: bool,
@@ -266,11 +268,16 @@ impl Engine {
         troubles
     }
 
+    /// A client for these limits that keeps to `syncbridge.allowed_hosts` as it is now (read
+    /// here, on the main thread; after a reload the clients of the old list are dropped).
     fn client(&mut self, timeout_ms: u64, max_bytes: usize) -> Client {
+        let hosts = settings::allowed_hosts();
+        self.clients.retain(|(_, _, h), _| *h == hosts);
         self.clients
-            .entry((timeout_ms, max_bytes))
+            .entry((timeout_ms, max_bytes, hosts.clone()))
             .or_insert_with(|| {
-                Client::new(Duration::from_millis(timeout_ms), max_bytes).expect("the HTTP client builds")
+                let allowed = AllowList::parse(&hosts);
+                Client::new(Duration::from_millis(timeout_ms), max_bytes, allowed).expect("the HTTP client builds")
             })
             .clone()
     }
@@ -352,12 +359,16 @@ fn settle_batch(link_id: i64, sent: Vec<Sent>) -> Result<Option<Duration>, Strin
     result
 }
 
+/// Applies what a pull fetched; a pull that stopped early (its error in `stopped`) applies the
+/// pages it read and then reports why it stopped.
 fn apply_pull(link_id: i64, result: Result<Pulled, String>) -> Result<(), String> {
     let pulled = result?;
+    let stopped = pulled.stopped.clone();
     subxact::run(|| match load_link(link_id) {
         Some(link) if !link.paused => pull::apply(&link, pulled).map(|_| ()).map_err(|e| e.to_string()),
         _ => Ok(()),
-    })?
+    })??;
+    stopped.map_or(Ok(()), Err)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -7,7 +7,9 @@
 //! 201 with the record, `PATCH`/`PUT`/`DELETE /{c}/{id}`, `GET /{c}?field=value` filters, and
 //! `POST /batch` takes the worker's batch requests. With `wrap(key)` every answer of the
 //! store comes inside an object under that key (`{"data": ...}`), as many APIs answer.
-//! `GET /{c}?page=n&per=m` answers one page
+//! A route (`route(target, ...)`) answers one path and query with a fixed status, headers
+//! and body before all of that: a redirect, or a page whose `Link` header or body names the
+//! next one. `GET /{c}?page=n&per=m` answers one page
 //! in an envelope that names the next one in its body: `{"data": [...], "links": {"next":
 //! url or null}}`.
 
@@ -51,6 +53,9 @@ impl Recorded {
     }
 }
 
+/// A fixed answer: status, headers, body.
+type Route = (u16, Vec<(String, String)>, String);
+
 #[derive(Default)]
 struct State {
     requests: Vec<Recorded>,
@@ -61,6 +66,8 @@ struct State {
     next_id: u64,
     delay: Duration,
     wrap: Option<String>,
+    /// Fixed answers by path and query: status, headers, body.
+    routes: BTreeMap<String, Route>,
     /// Requests being answered now, and the most there ever were at once.
     in_flight: usize,
     max_in_flight: usize,
@@ -131,6 +138,13 @@ impl FaultServer {
         self.state.lock().unwrap().wrap = Some(key.to_owned());
     }
 
+    /// Requests for `target` (path and query, any method) get this answer, whatever the
+    /// modes say: a redirect (`("location", url)`), or a page with a `link` header.
+    pub fn route(&self, target: &str, status: u16, headers: &[(&str, &str)], body: &str) {
+        let headers = headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        self.state.lock().unwrap().routes.insert(target.to_owned(), (status, headers, body.to_owned()));
+    }
+
     /// Each answer waits this long first.
     pub fn delay(&self, d: Duration) {
         self.state.lock().unwrap().delay = d;
@@ -173,6 +187,7 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Answer {
     let host = headers.iter().find(|(k, _)| k == "host").map(|(_, v)| v.clone()).unwrap_or_default();
     let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let body = String::from_utf8_lossy(&body).into_owned();
+    let routed = state.lock().unwrap().routes.get(&target).cloned();
     let (mode, delay) = {
         let mut s = state.lock().unwrap();
         s.requests.push(Recorded {
@@ -184,12 +199,19 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Answer {
         });
         // Queued modes are for writes; reads (the worker's lookups before a repeated create)
         // pass through, so a test can say what its POSTs get.
-        let queued = if method == "GET" { None } else { s.next.pop_front() };
+        let queued = if method == "GET" || routed.is_some() { None } else { s.next.pop_front() };
         let mode = queued.or_else(|| s.always.clone()).unwrap_or(Mode::Normal);
         (mode, s.delay)
     };
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
+    }
+    if let Some((code, headers, body)) = routed {
+        let mut r = Response::builder().status(code).header("content-type", "application/json");
+        for (k, v) in headers {
+            r = r.header(k, v);
+        }
+        return Ok(r.body(Full::new(Bytes::from(body))).unwrap());
     }
     match mode {
         Mode::Status { code, body, retry_after } => reply(code, body, retry_after),
