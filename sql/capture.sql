@@ -126,8 +126,10 @@ $$;
 --   link re-created with the same name on a table of the same name pairs records again;
 -- * dropping a link's key column, or a tracking column, is refused: drop the link first, or
 --   turn tracking off.
+-- SECURITY DEFINER: it fires for every role's DROP, and an ordinary role may not read the
+-- catalog of links (without it, any DROP TABLE by such a role failed on _link).
 CREATE FUNCTION _on_sql_drop() RETURNS event_trigger
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     obj record;
     l @extschema@._link;

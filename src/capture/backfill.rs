@@ -9,6 +9,7 @@ use pgrx::prelude::*;
 
 /// The keys of every row of the link's table, in arrays of up to 1,000 in key order.
 #[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
 fn _backfill_keys(link_id: i64) -> SetOfIterator<'static, Vec<String>> {
     let link = LinkRow::load_all()
         .or_raise()

@@ -121,6 +121,7 @@ pub fn flush() {
 /// keys were written. Safe to call any time: the rows still commit or roll back with the
 /// transaction.
 #[pg_extern(volatile, name = "_flush_capture")]
+#[search_path(pg_catalog, pg_temp)]
 fn flush_capture() -> i64 {
     let n = pending_keys() as i64;
     flush();

@@ -17,6 +17,7 @@ use serde_json::{Map, Value};
 /// installs its capture triggers. Returns the link id.
 #[allow(clippy::too_many_arguments)]
 #[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
 fn create_link(
     name: &str,
     local_table: PgRelation,
@@ -132,6 +133,7 @@ impl LinkSpec<'_> {
 /// `track_columns`) and the transport and policy settings of `logic::link_spec`. A null
 /// value removes a transport setting.
 #[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
 fn alter_link(name: &str, settings: JsonB) {
     require_superuser("alter_link");
     alter(name, settings.0).or_raise()
@@ -248,6 +250,7 @@ fn alter(name: &str, settings: Value) -> Result<()> {
 /// tracking columns stay, and a link created later with the same name on the same table takes
 /// them up again (so it pairs records instead of creating duplicates).
 #[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
 fn drop_link(name: &str, keep_state: default!(bool, false)) {
     require_superuser("drop_link");
     drop_it(name, keep_state).or_raise()
@@ -275,6 +278,7 @@ fn drop_it(name: &str, keep_state: bool) -> Result<()> {
 
 /// Stops delivering for a link; its edits are still captured and wait in the outbox.
 #[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
 fn pause_link(name: &str) {
     require_superuser("pause_link");
     set_paused(name, true).or_raise()
@@ -282,6 +286,7 @@ fn pause_link(name: &str) {
 
 /// Resumes a paused link; what queued up meanwhile is delivered.
 #[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
 fn resume_link(name: &str) {
     require_superuser("resume_link");
     set_paused(name, false).or_raise()
@@ -299,6 +304,7 @@ fn set_paused(name: &str, paused: bool) -> Result<()> {
 /// fingerprints), and whether it travels at all. Each call states the whole rule.
 #[allow(clippy::too_many_arguments)]
 #[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
 fn set_field(
     link: &str,
     column_name: &str,

@@ -33,7 +33,8 @@ fn owner() -> pg_sys::Oid {
         return cached;
     }
     let owner = Spi::get_one::<pg_sys::Oid>(
-        "SELECT relowner FROM pg_catalog.pg_class WHERE oid = pg_catalog.to_regclass('syncbridge.outbox')",
+        // Every name qualified: this runs under the editing session's search_path.
+        "SELECT relowner FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass('syncbridge.outbox')::pg_catalog.oid",
     )
     .ok()
     .flatten()

@@ -42,6 +42,7 @@ pub type Row = (Option<String>, Option<String>, String, Option<String>);
 /// A record that cannot be applied fails alone, with its reason; input that is not a JSON
 /// array of objects is refused whole.
 #[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
 #[allow(clippy::type_complexity)]
 fn apply_inbound(
     link: &str,

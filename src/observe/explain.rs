@@ -15,6 +15,7 @@ use pgrx::{JsonB, PgSqlErrorCode};
 use serde_json::{json, Map, Value};
 
 #[pg_extern(stable)]
+#[search_path(pg_catalog, pg_temp)]
 fn explain(link: &str, local_key: &str) -> JsonB {
     if !unsafe { pg_sys::superuser() } {
         SyncError::new(

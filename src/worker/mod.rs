@@ -38,6 +38,7 @@ pub extern "C-unwind" fn syncbridge_worker_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     let db = BackgroundWorker::get_extra().to_string();
     BackgroundWorker::connect_worker_to_spi(Some(&db), None);
+    pin_search_path();
     unsafe { pg_sys::pgstat_report_appname(c"pg_syncbridge".as_ptr()) };
     wake::announce(unsafe { pg_sys::MyDatabaseId });
     let transport = match crate::transport::Transport::start(2, wake_self) {
@@ -53,6 +54,23 @@ pub extern "C-unwind" fn syncbridge_worker_main(_arg: pg_sys::Datum) {
     // server is shutting down (so pg_terminate_backend() restarts it, like a crash would).
     log!("pg_syncbridge: worker for database \"{db}\" stopped");
     unsafe { pg_sys::proc_exit(1) };
+}
+
+/// The worker runs as the bootstrap superuser: every name its SQL does not qualify (a
+/// function such as `jsonb_build_object`, an operator) must resolve in `pg_catalog`, never in
+/// a schema a database owner or any role with CREATE could fill. Set with the highest source,
+/// so neither `ALTER DATABASE/ROLE … SET search_path` nor a reload changes it.
+fn pin_search_path() {
+    // SAFETY: sets a GUC on the backend's main thread, before any transaction; search_path's
+    // check hook only parses the list.
+    unsafe {
+        pg_sys::SetConfigOption(
+            c"search_path".as_ptr(),
+            c"pg_catalog, pg_temp".as_ptr(),
+            pg_sys::GucContext::PGC_SUSET,
+            pg_sys::GucSource::PGC_S_OVERRIDE,
+        );
+    }
 }
 
 /// Runs on a transport thread: SIGUSR1 to our own process reaches the main thread (the only
