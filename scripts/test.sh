@@ -15,34 +15,58 @@ step() { printf '\n==> %s\n' "$*"; }
 step "setup"
 bash scripts/setup.sh
 
-step "lint: cargo fmt --check, cargo clippy -D warnings"
-cargo fmt --all -- --check
-cargo clippy --workspace --all-targets --quiet -- -D warnings
+# Every layer runs, even after one failed (but the later layers need the install); each
+# one's passes and failures are counted from its runner's own summary lines, and a layer that
+# fails without one (a build error) counts as one failure. The run fails if any layer did.
+passed=0 failed=0 broken=()
+# layer NAME LOG CMD...: runs CMD, keeps its output in LOG, adds up what it reports.
+layer() {
+  local name=$1 out=$2; shift 2
+  step "$name"
+  set +e
+  "$@" 2>&1 | tee "$out"
+  local rc=${PIPESTATUS[0]}
+  set -e
+  local p f
+  p=$(sed -n 's/^test result: [A-Za-z]*\. \([0-9]*\) passed; \([0-9]*\) failed.*/\1/p' "$out" | awk '{s+=$1} END {print s+0}')
+  f=$(sed -n 's/^test result: [A-Za-z]*\. \([0-9]*\) passed; \([0-9]*\) failed.*/\2/p' "$out" | awk '{s+=$1} END {print s+0}')
+  # pg_regress: "All N tests passed." or "M of N tests failed."; docs.sh: "docs: P passed, F failed".
+  local all some_f= some_n= dp= df=
+  all=$(sed -n 's/.*All \([0-9]*\) tests passed.*/\1/p' "$out" | head -1)
+  read -r some_f some_n < <(sed -n 's/.* \([0-9]*\) of \([0-9]*\) tests failed.*/\1 \2/p' "$out" | head -1) || true
+  [ -n "$all" ] && p=$((p + all))
+  [ -n "${some_f:-}" ] && { p=$((p + some_n - some_f)); f=$((f + some_f)); }
+  read -r dp df < <(sed -n 's/^docs: \([0-9]*\) passed, \([0-9]*\) failed.*/\1 \2/p' "$out" | head -1) || true
+  [ -n "${dp:-}" ] && { p=$((p + dp)); f=$((f + df)); }
+  if [ "$rc" != 0 ] && [ "$f" = 0 ]; then f=1; fi
+  [ "$rc" != 0 ] && broken+=("$name")
+  passed=$((passed + p)) failed=$((failed + f))
+  return "$rc"
+}
 
-step "unit tests (src/logic, no database)"
-cargo test --lib --quiet -- logic:: transport:: pull::fetch:: 2>&1 | tee "$log/unit.txt"
+layer "lint: cargo fmt --check, cargo clippy -D warnings" "$log/lint.txt" \
+  bash -c 'cargo fmt --all -- --check && cargo clippy --workspace --all-targets --quiet -- -D warnings' || true
 
-step "in-database tests (cargo pgrx test)"
+layer "unit tests (src/logic, no database)" "$log/unit.txt" \
+  cargo test --lib --quiet -- logic:: transport:: pull::fetch:: || true
+
 pgdata=/tmp/syncbridge-pgtest
 install -d -o postgres -g postgres "$pgdata"
-cargo pgrx test pg15 pg_tests:: --runas postgres --pgdata "$pgdata/data" 2>&1 | grep -v '^\s*\(Compiling\|Copying\|Running\|Installing\|Discovered\|Writing\|Finished\|Using\)' | tee "$log/pgtest.txt"
+pgtest() {
+  cargo pgrx test pg15 pg_tests:: --runas postgres --pgdata "$pgdata/data" 2>&1 \
+    | grep -v '^\s*\(Compiling\|Copying\|Running\|Installing\|Discovered\|Writing\|Finished\|Using\)'
+  return "${PIPESTATUS[0]}"
+}
+layer "in-database tests (cargo pgrx test)" "$log/pgtest.txt" pgtest || true
 
-step "install the release build"
-bash scripts/install.sh
+if layer "install the release build" "$log/install.txt" bash scripts/install.sh; then
+  layer "pg_regress (tests/pg_regress)" "$log/regress.txt" bash scripts/regress.sh || true
+  layer "docs: every SQL example in docs/*.md" "$log/docs.txt" bash scripts/docs.sh || true
+  layer "end-to-end tests (tests/e2e against a running cluster)" "$log/e2e.txt" bash scripts/e2e.sh || true
+fi
 
-step "pg_regress (tests/pg_regress)"
-bash scripts/regress.sh 2>&1 | tee "$log/regress.txt"
-
-step "docs: every SQL example in docs/*.md"
-bash scripts/docs.sh 2>&1 | tee "$log/docs.txt"
-
-step "end-to-end tests (tests/e2e against a running cluster)"
-bash scripts/e2e.sh 2>&1 | tee "$log/e2e.txt"
-
-# One closing line for the whole suite.
-passed=$(cat "$log"/unit.txt "$log"/pgtest.txt "$log"/e2e.txt | sed -n 's/^test result: ok\. \([0-9]*\) passed.*/\1/p' | awk '{s+=$1} END {print s+0}')
-regress=$(sed -n 's/.*All \([0-9]*\) tests passed.*/\1/p; s/^# All \([0-9]*\) tests passed.*/\1/p' "$log/regress.txt" | head -1)
-docs=$(sed -n 's/^docs: \([0-9]*\) passed.*/\1/p' "$log/docs.txt")
-total=$((passed + ${regress:-0} + ${docs:-0}))
 rm -rf "$log"
-printf '\nsuite: %d passed, 0 failed\n' "$total"
+[ ${#broken[@]} -eq 0 ] || printf '\nfailed layers: %s\n' "$(IFS=,; echo "${broken[*]}")"
+# One closing line for the whole suite.
+printf '\nsuite: %d passed, %d failed\n' "$passed" "$failed"
+[ ${#broken[@]} -eq 0 ]
