@@ -12,4 +12,4 @@ trap 'bash scripts/cluster.sh stop "$dir" || true' EXIT
 workers=$(printf ',sbw%d' $(seq 1 44))
 bash scripts/cluster.sh start "$dir" "$port" \
   "syncbridge.database = 'postgres$workers'" "max_worker_processes = 56" "syncbridge.naptime = 1000"
-SYNCBRIDGE_E2E_PORT=$port cargo test -p syncbridge-e2e "$@"
+SYNCBRIDGE_E2E_PORT=$port cargo test --no-fail-fast -p syncbridge-e2e "$@"

@@ -8,7 +8,7 @@
 use super::values::Codec;
 use crate::error::{OrRaise, SyncError};
 use crate::logic::link_spec::Guard;
-use crate::logic::mapping::{Column, FieldMap, FieldRule, ValueKind, FINGERPRINT_COLUMN, LAST_TOUCH_COLUMN};
+use crate::logic::mapping::{Column, FieldMap, FieldRule, FINGERPRINT_COLUMN, LAST_TOUCH_COLUMN};
 use pgrx::prelude::*;
 use pgrx::{JsonB, PgSqlErrorCode};
 use serde::Deserialize;
@@ -212,7 +212,7 @@ fn table_columns(rel: pg_sys::Relation) -> (Vec<Column>, HashMap<i16, pg_sys::Oi
                 continue;
             }
             let name = CStr::from_ptr((*att).attname.data.as_ptr()).to_string_lossy().into_owned();
-            columns.push(Column { name, attnum: (*att).attnum, kind: ValueKind::Text, not_null: (*att).attnotnull });
+            columns.push(Column { name, attnum: (*att).attnum, not_null: (*att).attnotnull });
             typids.insert((*att).attnum, (*att).atttypid);
         }
     }

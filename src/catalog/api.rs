@@ -2,15 +2,16 @@
 //! resume_link, set_field.
 
 use super::link::{invalidate_table, LinkRow};
+use super::regclass::Regclass;
 use super::table::TableInfo;
 use crate::error::{OrRaise, Result, SyncError};
 use crate::logic::link_settings::{self, LinkSettings};
 use crate::logic::link_spec::{self, Contention, Direction, Guard, Schedule, Side};
-use crate::logic::mapping::{self, Column, FieldMap, FieldRule, ValueKind};
+use crate::logic::mapping::{self, Column, FieldMap, FieldRule};
 use crate::logic::reach::{self, AllowList};
 use crate::settings;
 use pgrx::prelude::*;
-use pgrx::{JsonB, PgRelation, PgSqlErrorCode};
+use pgrx::{JsonB, PgSqlErrorCode};
 use serde_json::{Map, Value};
 
 /// Creates a link between `local_table` and `{remote_base_url}/{remote_collection}` and
@@ -20,7 +21,7 @@ use serde_json::{Map, Value};
 #[search_path(pg_catalog, pg_temp)]
 fn create_link(
     name: &str,
-    local_table: PgRelation,
+    local_table: Regclass,
     remote_base_url: &str,
     remote_collection: &str,
     direction: default!(&str, "'both'"),
@@ -33,7 +34,7 @@ fn create_link(
 ) -> i64 {
     let spec = LinkSpec {
         name,
-        relid: local_table.oid(),
+        relid: local_table.0,
         base_url: remote_base_url,
         collection: remote_collection,
         direction,
@@ -44,7 +45,6 @@ fn create_link(
         schedule,
         track_columns,
     };
-    drop(local_table);
     require_superuser("create_link");
     spec.create().or_raise()
 }
@@ -399,17 +399,7 @@ pub(crate) fn stored_rules(link_id: i64) -> Result<Vec<FieldRule>> {
 }
 
 pub(crate) fn columns_of(table: &TableInfo) -> Vec<Column> {
-    table
-        .columns
-        .iter()
-        .enumerate()
-        .map(|(i, c)| Column {
-            name: c.name.clone(),
-            attnum: i as i16 + 1,
-            kind: ValueKind::Text,
-            not_null: c.not_null,
-        })
-        .collect()
+    table.columns.iter().map(|c| Column { name: c.name.clone(), attnum: c.attnum, not_null: c.not_null }).collect()
 }
 
 /// Managing links installs triggers and columns on tables and, later, reaches remote systems

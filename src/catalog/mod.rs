@@ -4,4 +4,5 @@
 pub mod api;
 pub mod link;
 pub mod owner;
+pub mod regclass;
 pub mod table;

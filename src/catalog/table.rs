@@ -20,6 +20,7 @@ pub struct TableInfo {
 #[derive(Debug, Deserialize)]
 pub struct ColumnInfo {
     pub name: String,
+    pub attnum: i16,
     pub not_null: bool,
     #[serde(rename = "type")]
     pub type_name: String,

@@ -6,7 +6,7 @@ SELECT jsonb_build_object(
     'schema', n.nspname::text,
     'display', c.oid::regclass::text,
     'columns', coalesce((
-        SELECT jsonb_agg(jsonb_build_object('name', a.attname::text, 'not_null', a.attnotnull,
+        SELECT jsonb_agg(jsonb_build_object('name', a.attname::text, 'attnum', a.attnum, 'not_null', a.attnotnull,
                                             'type', format_type(a.atttypid, a.atttypmod))
                          ORDER BY a.attnum)
         FROM pg_catalog.pg_attribute a

@@ -266,14 +266,14 @@ pub fn key_text(v: &Value) -> String {
 mod tests {
     use super::*;
     use crate::logic::contention::Rule;
-    use crate::logic::mapping::{Column, FieldRule, ValueKind};
+    use crate::logic::mapping::{Column, FieldRule};
     use serde_json::json;
 
     fn map(rules: &[FieldRule]) -> FieldMap {
         let cols = ["id", "name", "email", "tier"]
             .iter()
             .enumerate()
-            .map(|(i, n)| Column { name: n.to_string(), attnum: i as i16 + 1, kind: ValueKind::Text, not_null: false })
+            .map(|(i, n)| Column { name: n.to_string(), attnum: i as i16 + 1, not_null: false })
             .collect::<Vec<_>>();
         FieldMap::build(&cols, rules, "id").unwrap()
     }

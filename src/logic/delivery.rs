@@ -218,7 +218,7 @@ pub fn volatile_fields(map: &FieldMap) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::logic::mapping::{Column, FieldRule, ValueKind};
+    use crate::logic::mapping::{Column, FieldRule};
     use serde_json::json;
 
     fn answer(status: u16, body: &str) -> Answer {
@@ -314,7 +314,7 @@ mod tests {
     }
 
     fn map() -> FieldMap {
-        let col = |name: &str, attnum| Column { name: name.into(), attnum, kind: ValueKind::Text, not_null: false };
+        let col = |name: &str, attnum| Column { name: name.into(), attnum, not_null: false };
         let cols = [col("id", 1), col("name", 2), col("synced_at", 3), col("secret", 4)];
         let rules = [
             FieldRule { column: "synced_at".into(), volatile: true, synced: true, ..Default::default() },

@@ -97,14 +97,14 @@ fn key_text(value: Option<&Value>) -> Result<String, &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::logic::mapping::{Column, FieldRule, ValueKind};
+    use crate::logic::mapping::{Column, FieldRule};
     use serde_json::json;
 
     fn map(rules: &[FieldRule]) -> FieldMap {
         let cols = ["id", "name", "email", "crm_id"]
             .iter()
             .enumerate()
-            .map(|(i, n)| Column { name: n.to_string(), attnum: i as i16 + 1, kind: ValueKind::Text, not_null: false })
+            .map(|(i, n)| Column { name: n.to_string(), attnum: i as i16 + 1, not_null: false })
             .collect::<Vec<_>>();
         FieldMap::build(&cols, rules, "id").unwrap()
     }

@@ -36,7 +36,6 @@ pub enum ValueKind {
 pub struct Column {
     pub name: String,
     pub attnum: i16,
-    pub kind: ValueKind,
     pub not_null: bool,
 }
 
@@ -57,7 +56,6 @@ pub struct Field {
     pub column: String,
     pub attnum: i16,
     pub remote: String,
-    pub kind: ValueKind,
     pub owner: Option<Side>,
     pub watched: bool,
     pub volatile: bool,
@@ -101,7 +99,6 @@ impl FieldMap {
                 column: col.name.clone(),
                 attnum: col.attnum,
                 remote,
-                kind: col.kind,
                 owner: rule.and_then(|r| r.owner),
                 watched: rule.is_some_and(|r| r.watched),
                 volatile: rule.is_some_and(|r| r.volatile),
@@ -158,7 +155,7 @@ mod tests {
     use super::*;
 
     fn col(name: &str, attnum: i16) -> Column {
-        Column { name: name.into(), attnum, kind: ValueKind::Text, not_null: false }
+        Column { name: name.into(), attnum, not_null: false }
     }
 
     fn table() -> Vec<Column> {

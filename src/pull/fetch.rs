@@ -100,9 +100,9 @@ pub fn advance_cursor(records: &[Value], field: &str, current: Option<&str>) -> 
     for v in records.iter().filter_map(|r| r.get(field)).filter_map(delivery::id_text) {
         let newer = match &best {
             None => true,
-            Some(b) => match (v.parse::<f64>(), b.parse::<f64>()) {
-                (Ok(x), Ok(y)) => x > y,
-                _ => v.as_str() > b.as_str(),
+            Some(b) => match cmp_decimal(&v, b) {
+                Some(order) => order.is_gt(),
+                None => v.as_str() > b.as_str(),
             },
         };
         if newer {
@@ -110,6 +110,35 @@ pub fn advance_cursor(records: &[Value], field: &str, current: Option<&str>) -> 
         }
     }
     best
+}
+
+/// Compares two plain decimal numbers (`-?digits(.digits)?`) exactly, whatever their size:
+/// as f64, cursors past 2^53 (ids, nanosecond stamps) compared equal and the cursor stalled.
+/// `None` when either is not such a number.
+fn cmp_decimal(a: &str, b: &str) -> Option<std::cmp::Ordering> {
+    use std::cmp::Ordering;
+    fn parts(s: &str) -> Option<(bool, &str, &str)> {
+        let (negative, digits) = match s.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, s),
+        };
+        let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+        let plain = |t: &str| t.bytes().all(|c| c.is_ascii_digit());
+        if int.is_empty() || !plain(int) || !plain(frac) || (digits.contains('.') && frac.is_empty()) {
+            return None;
+        }
+        let (int, frac) = (int.trim_start_matches('0'), frac.trim_end_matches('0'));
+        let zero = int.is_empty() && frac.is_empty();
+        Some((negative && !zero, int, frac))
+    }
+    let ((neg_a, int_a, frac_a), (neg_b, int_b, frac_b)) = (parts(a)?, parts(b)?);
+    let magnitude = int_a.len().cmp(&int_b.len()).then_with(|| int_a.cmp(int_b)).then_with(|| frac_a.cmp(frac_b));
+    Some(match (neg_a, neg_b) {
+        (false, true) => Ordering::Greater,
+        (true, false) => Ordering::Less,
+        (false, false) => magnitude,
+        (true, true) => magnitude.reverse(),
+    })
 }
 
 #[cfg(test)]
@@ -130,6 +159,24 @@ mod tests {
             max_pages: 50,
         };
         block_on(fetch(client, spec))
+    }
+
+    #[test]
+    fn cursors_compare_exactly_past_two_to_the_53() {
+        use std::cmp::Ordering::*;
+        // 2^53 + 1 and 2^53 are one f64.
+        assert_eq!(cmp_decimal("9007199254740993", "9007199254740992"), Some(Greater));
+        assert_eq!(cmp_decimal("10", "9"), Some(Greater));
+        assert_eq!(cmp_decimal("007", "7.000"), Some(Equal));
+        assert_eq!(cmp_decimal("-2", "-10"), Some(Greater));
+        assert_eq!(cmp_decimal("-0", "0"), Some(Equal));
+        assert_eq!(cmp_decimal("1.25", "1.3"), Some(Less));
+        assert_eq!(cmp_decimal("2024-01-01", "9"), None);
+        assert_eq!(cmp_decimal("1e3", "9"), None);
+        let records = [json!({"seq": "9007199254740993"}), json!({"seq": 9007199254740992u64})];
+        assert_eq!(advance_cursor(&records, "seq", Some("9007199254740992")).as_deref(), Some("9007199254740993"));
+        let stamps = [json!({"at": "2024-01-02T00:00:00Z"}), json!({"at": "2024-01-01T00:00:00Z"})];
+        assert_eq!(advance_cursor(&stamps, "at", None).as_deref(), Some("2024-01-02T00:00:00Z"));
     }
 
     #[test]

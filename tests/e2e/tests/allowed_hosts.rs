@@ -17,22 +17,30 @@ impl AllowedHosts {
     fn set(value: &str) -> Self {
         let mut admin = connect_as("postgres", "postgres");
         admin.batch_execute(&format!("ALTER SYSTEM SET syncbridge.allowed_hosts = '{value}'")).unwrap();
-        admin.batch_execute("SELECT pg_reload_conf()").unwrap();
-        wait_for(10, "the setting is reloaded", || {
-            let shown: String =
-                connect_as("postgres", "postgres").query_one("SHOW syncbridge.allowed_hosts", &[]).unwrap().get(0);
-            shown == value
-        });
-        // The worker reloads at its next wake-up (at most a naptime away).
-        std::thread::sleep(std::time::Duration::from_secs(2));
+        reloaded(value);
         Self
     }
 }
 
+/// Reloads the configuration and waits until new sessions show `value`, and the workers
+/// (which reload at their next wake-up, at most a naptime away) have had time to follow.
+fn reloaded(value: &str) {
+    connect_as("postgres", "postgres").batch_execute("SELECT pg_reload_conf()").unwrap();
+    wait_for(10, "the setting is reloaded", || {
+        let shown: String =
+            connect_as("postgres", "postgres").query_one("SHOW syncbridge.allowed_hosts", &[]).unwrap().get(0);
+        shown == value
+    });
+    std::thread::sleep(std::time::Duration::from_secs(2));
+}
+
 impl Drop for AllowedHosts {
     fn drop(&mut self) {
+        // The test binaries that follow share the cluster: put the setting back before they
+        // start (a pending reload made their create_link calls fail).
         let mut admin = connect_as("postgres", "postgres");
-        let _ = admin.batch_execute("ALTER SYSTEM RESET syncbridge.allowed_hosts; SELECT pg_reload_conf();");
+        let _ = admin.batch_execute("ALTER SYSTEM RESET syncbridge.allowed_hosts");
+        reloaded("");
     }
 }
 

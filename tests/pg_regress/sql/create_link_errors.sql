@@ -137,4 +137,8 @@ SELECT syncbridge.alter_link('parted_link', '{"track_columns": false}');
 INSERT INTO parted_1 VALUES (1, 'straight into the partition');
 SELECT syncbridge._flush_capture() AS keys_captured;
 
+-- The OID of no table: 42P01 with a hint (not an internal error while reading the argument).
+SELECT syncbridge.create_link('ghost', 4000000000::oid::regclass, 'https://api.example.com', 'x');
+\echo :LAST_ERROR_SQLSTATE
+
 rollback;
