@@ -39,6 +39,7 @@ pub async fn fetch(client: Client, spec: PullSpec) -> Result<Pulled, String> {
             format!("the pull answer has no array at \"{}\"; set the link's list_pointer", spec.list_pointer)
         })?;
         pages += 1;
+        tracing::debug!("page {pages}: {} records", items.len());
         let empty = items.is_empty();
         records.extend(items.iter().cloned());
         let next = answer.next_link.clone().or_else(|| {

@@ -3,7 +3,8 @@
 //! a status, in words that name the cause but never a header value (secrets travel there).
 
 use crate::logic::delivery::Answer;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
@@ -72,7 +73,26 @@ impl Client {
         Ok(Self { inner, timeout, max_body })
     }
 
+    /// One exchange, in a `request` span (debug level: method and URL without its query,
+    /// which may carry a cursor or a key) that logs its outcome.
     pub async fn send(&self, req: &Request) -> Answer {
+        let url = req.url.split(['?', '#']).next().unwrap_or_default();
+        let span = tracing::debug_span!("request", method = req.method.name(), url);
+        async {
+            let started = Instant::now();
+            let answer = self.exchange(req).await;
+            let ms = started.elapsed().as_millis();
+            match (answer.status, &answer.error) {
+                (Some(status), _) => tracing::debug!("HTTP {status} in {ms} ms, {} bytes", answer.body.len()),
+                (None, error) => tracing::debug!("{} (after {ms} ms)", error.as_deref().unwrap_or("no response")),
+            }
+            answer
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn exchange(&self, req: &Request) -> Answer {
         let method = reqwest::Method::from_bytes(req.method.name().as_bytes()).expect("a known method");
         let mut builder = self.inner.request(method, &req.url);
         for (name, value) in &req.headers {

@@ -47,8 +47,10 @@ pub extern "C-unwind" fn syncbridge_worker_main(_arg: pg_sys::Datum) {
             return;
         }
     };
+    crate::log::install(crate::settings::log_threshold());
     log!("pg_syncbridge: worker started for database \"{db}\"");
     engine::Engine::new(transport).run();
+    crate::log::drain();
     // Exit code 1: the postmaster starts the worker again after its restart time, unless the
     // server is shutting down (so pg_terminate_backend() restarts it, like a crash would).
     log!("pg_syncbridge: worker for database \"{db}\" stopped");
