@@ -5,6 +5,8 @@
 //! Threads: the main thread does every SPI call and owns the latch; HTTP runs on a tokio
 //! runtime whose threads block all signals (`transport`). Finished HTTP jobs come back over a
 //! channel and wake the main thread with SIGUSR1 (PostgreSQL's handler sets the latch).
+//! Their log lines take the same way: queued, and written by the main thread each round
+//! (`crate::log`, installed here at start).
 
 mod engine;
 pub mod wake;
