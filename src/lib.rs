@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod error;
 pub mod inbound;
 pub mod jsonb;
+pub mod log;
 pub mod logic;
 pub mod observe;
 pub mod origin;

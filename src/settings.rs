@@ -84,13 +84,9 @@ pub fn allowed_hosts() -> String {
     ALLOWED_HOSTS.get().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
-/// The worker's log threshold: 0 debug, 1 log, 2 warning.
-pub fn log_threshold() -> u8 {
-    match LOG_LEVEL.get().as_deref().map(|s| s.to_string_lossy().to_ascii_lowercase()).as_deref() {
-        Some("debug") => 0,
-        Some("log") | Some("info") => 1,
-        _ => 2,
-    }
+/// The worker's log threshold.
+pub fn log_threshold() -> crate::log::Level {
+    crate::log::Level::parse(&LOG_LEVEL.get().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default())
 }
 
 /// The databases named in `syncbridge.database`.

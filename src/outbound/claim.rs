@@ -112,7 +112,8 @@ pub fn claim(link: &LinkRow, limit: i32) -> Result<Vec<Delivery>> {
             Some(Travel::Go { hops }) => Some(hops.times().to_vec()),
             Some(Travel::Quarantine { hops, reason }) => {
                 if !c.quarantined {
-                    pgrx::warning!("pg_syncbridge: link {}: record {} quarantined: {reason}", link.name, c.local_key);
+                    // In the worker, inside the link's span: "pg_syncbridge: link crm: record 7 quarantined: ...".
+                    tracing::warn!("record {} quarantined: {reason}", c.local_key);
                 }
                 let mut o = Outcome::stopped(&c.local_key, c.seq, attempt, "quarantined", &reason, None);
                 o.remote_key = c.remote_key.clone();

@@ -16,6 +16,7 @@ use crate::transport::http::{Client, Method, Request};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 pub async fn send(
     client: Client,
@@ -30,10 +31,14 @@ pub async fn send(
     let mut tasks = Vec::with_capacity(deliveries.len());
     for d in deliveries {
         let (client, conv, permits) = (client.clone(), conv.clone(), permits.clone());
-        tasks.push(tokio::spawn(async move {
-            let _permit = permits.acquire_owned().await.expect("the semaphore is never closed");
-            send_one(&client, &conv, d).await
-        }));
+        // In the batch's span, like the batch itself.
+        tasks.push(tokio::spawn(
+            async move {
+                let _permit = permits.acquire_owned().await.expect("the semaphore is never closed");
+                send_one(&client, &conv, d).await
+            }
+            .in_current_span(),
+        ));
     }
     let mut sent = Vec::with_capacity(tasks.len());
     for t in tasks {

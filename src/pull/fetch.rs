@@ -57,6 +57,7 @@ pub async fn fetch(client: Client, spec: PullSpec) -> Result<Pulled, String> {
             }
         };
         pulled.pages += 1;
+        tracing::debug!("page {}: {} records", pulled.pages, body.len());
         let empty = body.is_empty();
         pulled.records.extend(body);
         let Some(next) = next.filter(|_| !empty) else { break };

@@ -12,7 +12,8 @@ use crate::logic::link_spec::redact_url;
 use crate::logic::reach::AllowList;
 use reqwest::RequestBuilder;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use tracing::Instrument;
 use url::Url;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,7 +96,26 @@ impl Client {
         Ok(Self { inner, timeout, max_body, allowed: Arc::new(allowed) })
     }
 
+    /// One exchange, in a `request` span (debug level: method and URL without its query,
+    /// which may carry a cursor or a key) that logs its outcome.
     pub async fn send(&self, req: &Request) -> Answer {
+        let url = req.url.split(['?', '#']).next().unwrap_or_default();
+        let span = tracing::debug_span!("request", method = req.method.name(), url);
+        async {
+            let started = Instant::now();
+            let answer = self.exchange(req).await;
+            let ms = started.elapsed().as_millis();
+            match (answer.status, &answer.error) {
+                (Some(status), _) => tracing::debug!("HTTP {status} in {ms} ms, {} bytes", answer.body.len()),
+                (None, error) => tracing::debug!("{} (after {ms} ms)", error.as_deref().unwrap_or("no response")),
+            }
+            answer
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn exchange(&self, req: &Request) -> Answer {
         let secrets = Secrets::of(&req.headers);
         let mut url = match Url::parse(&req.url) {
             Ok(url) => url,

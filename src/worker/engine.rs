@@ -2,6 +2,9 @@
 //! outbound batches (realtime links right after a commit, scheduled links every N seconds,
 //! retries when their time comes) and inbound pulls. One link's failure (an unreachable
 //! remote, a dropped table) is logged, recorded in its state, and does not hold up the others.
+//!
+//! Log lines come from the spans around the work (see `crate::log`): each round, each link in
+//! it, each batch from its claim to its settlement (on the network too), each pull.
 
 use crate::catalog::link::LinkRow;
 use crate::error::{spi_opt, OrRaise};
@@ -21,11 +24,22 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
+use tracing::{debug, info, info_span, warn, Instrument, Span};
 
 /// A finished network job.
 pub enum Done {
-    Sent { link_id: i64, full: bool, sent: Vec<Sent> },
-    Pulled { link_id: i64, result: Result<Pulled, String> },
+    /// `span`: the batch's, entered again to settle it.
+    Sent {
+        link_id: i64,
+        full: bool,
+        sent: Vec<Sent>,
+        span: Span,
+    },
+    Pulled {
+        link_id: i64,
+        result: Result<Pulled, String>,
+        span: Span,
+    },
 }
 
 /// What the worker remembers of a link between rounds.
@@ -59,17 +73,32 @@ pub struct Engine {
     /// Run the next round at once (a full batch came back: more is probably waiting).
     again: bool,
     next_prune: Option<Instant>,
+    /// Rounds and batches so far, which number their spans.
+    rounds: u64,
+    batches: u64,
 }
 
 impl Engine {
     pub fn new(transport: Transport<Done>) -> Self {
-        Self { transport, clients: HashMap::new(), clocks: HashMap::new(), again: false, next_prune: None }
+        Self {
+            transport,
+            clients: HashMap::new(),
+            clocks: HashMap::new(),
+            again: false,
+            next_prune: None,
+            rounds: 0,
+            batches: 0,
+        }
     }
 
     pub fn run(&mut self) {
         let mut installed = false;
         loop {
             let round = Instant::now();
+            self.rounds += 1;
+            let span = info_span!("round", n = self.rounds).entered();
+            // What the HTTP threads logged since the last round.
+            crate::log::drain();
             if !installed {
                 installed = in_transaction(|| {
                     let found = spi_opt::<bool>("SELECT true FROM pg_extension WHERE extname = 'pg_syncbridge'", &[])
@@ -79,7 +108,7 @@ impl Engine {
                     if found {
                         let n = spi_opt::<i64>("SELECT syncbridge._recover()", &[]).or_raise().unwrap_or(0);
                         if n > 0 {
-                            say(Level::Log, None, &format!("{n} deliveries cut off by a restart are due again"));
+                            info!("{n} deliveries cut off by a restart are due again");
                         }
                     }
                     found
@@ -93,11 +122,12 @@ impl Engine {
                     // Recorded after the round's transaction, each in one of its own.
                     Ok(troubles) => troubles.into_iter().for_each(|(link, e)| self.trouble(link, &e)),
                     Err(e) => {
-                        say(Level::Warning, None, &e);
+                        warn!("{e}");
                         installed = false;
                     }
                 }
             }
+            drop(span);
             let nap = Duration::from_millis(settings::NAPTIME_MS.get().max(10) as u64);
             let timeout = if std::mem::take(&mut self.again) { Duration::ZERO } else { self.until_due(nap) };
             // Commits may set the latch thousands of times a second; one round per
@@ -111,6 +141,7 @@ impl Engine {
             }
             if BackgroundWorker::sighup_received() {
                 unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+                crate::log::set_level(settings::log_threshold());
                 // A new retention applies at once.
                 self.next_prune = None;
                 // Lifecycle lines (start, stop, reload) are always written.
@@ -118,7 +149,7 @@ impl Engine {
                     "pg_syncbridge: settings reloaded (naptime {} ms, batch_size {}, log_level {})",
                     settings::NAPTIME_MS.get(),
                     settings::BATCH_SIZE.get(),
-                    ["debug", "log", "warning"][settings::log_threshold() as usize]
+                    settings::log_threshold().name()
                 );
             }
         }
@@ -134,9 +165,9 @@ impl Engine {
         match in_transaction(|| {
             spi_opt::<i64>("SELECT syncbridge._prune_events(make_interval(mins => $1))", &[minutes.into()]).or_raise()
         }) {
-            Ok(Some(n)) if n > 0 => say(Level::Log, None, &format!("pruned {n} events older than {minutes} minutes")),
+            Ok(Some(n)) if n > 0 => info!("pruned {n} events older than {minutes} minutes"),
             Ok(_) => {}
-            Err(e) => say(Level::Warning, None, &format!("pruning events: {e}")),
+            Err(e) => warn!("pruning events: {e}"),
         }
     }
 
@@ -155,10 +186,10 @@ impl Engine {
     fn collect(&mut self) {
         while let Some(done) = self.transport.try_recv() {
             let (link_id, outcome) = match done {
-                Done::Sent { link_id, full, sent } => {
+                Done::Sent { link_id, full, sent, span } => {
                     self.clock(link_id).sending -= 1;
                     self.again |= full;
-                    let outcome = in_transaction(|| settle_batch(link_id, sent));
+                    let outcome = span.in_scope(|| in_transaction(|| settle_batch(link_id, sent)));
                     // Wake up for the soonest retry, however long the nap.
                     if let Ok(Ok(Some(after))) = &outcome {
                         let at = Instant::now() + *after;
@@ -167,9 +198,9 @@ impl Engine {
                     }
                     (link_id, outcome.map(|r| r.map(|_| ())))
                 }
-                Done::Pulled { link_id, result } => {
+                Done::Pulled { link_id, result, span } => {
                     self.clock(link_id).pulling = false;
-                    (link_id, in_transaction(|| apply_pull(link_id, result)))
+                    (link_id, span.in_scope(|| in_transaction(|| apply_pull(link_id, result))))
                 }
             };
             if let Err(e) = outcome.and_then(|r| r) {
@@ -208,6 +239,7 @@ impl Engine {
             if !send_due && !pull_due {
                 continue;
             }
+            let _link = info_span!("link", name = link.name.as_str()).entered();
             // Without its auth secret a link sends and pulls nothing (and claims nothing).
             let secret = match subxact::run(|| secret(link)) {
                 Ok(Ok(secret)) => secret,
@@ -236,9 +268,10 @@ impl Engine {
                             };
                             let client = self.client(conv.timeout_ms, conv.max_response_bytes);
                             let link_id = link.id;
-                            self.transport.spawn(async move {
-                                Done::Sent { link_id, full, sent: send::send(client, conv, permits, deliveries).await }
-                            });
+                            self.batches += 1;
+                            let span = info_span!("batch", seq = self.batches, records = deliveries.len());
+                            let job = send::send(client, conv, permits, deliveries).instrument(span.clone());
+                            self.transport.spawn(async move { Done::Sent { link_id, full, sent: job.await, span } });
                         }
                     }
                     Ok(Err(e)) => troubles.push((link.id, e.to_string())),
@@ -256,9 +289,9 @@ impl Engine {
                         let spec = pull::spec(link, cursor.as_deref(), conv.headers.clone());
                         let client = self.client(conv.timeout_ms, conv.max_response_bytes);
                         let link_id = link.id;
-                        self.transport.spawn(async move {
-                            Done::Pulled { link_id, result: pull::fetch::fetch(client, spec).await }
-                        });
+                        let span = info_span!("pull");
+                        let job = pull::fetch::fetch(client, spec).instrument(span.clone());
+                        self.transport.spawn(async move { Done::Pulled { link_id, result: job.await, span } });
                     }
                     Ok(Err(e)) => troubles.push((link.id, e.to_string())),
                     Err(e) => troubles.push((link.id, e)),
@@ -297,7 +330,7 @@ impl Engine {
         .ok()
         .flatten()
         .unwrap_or_else(|| format!("#{link_id}"));
-        say(Level::Warning, Some(&name), message);
+        info_span!("link", name = name.as_str()).in_scope(|| warn!("{message}"));
     }
 }
 
@@ -336,11 +369,12 @@ fn settle_batch(link_id: i64, sent: Vec<Sent>) -> Result<Option<Duration>, Strin
                 )
                 .or_raise();
             }
-            say(
-                if failed > 0 { Level::Log } else { Level::Debug },
-                Some(&link.name),
-                &format!("{delivered} of {} deliveries delivered, {failed} failed", r.len()),
-            );
+            let summary = format!("{delivered} of {} deliveries delivered, {failed} failed", r.len());
+            if failed > 0 {
+                info!("{summary}");
+            } else {
+                debug!("{summary}");
+            }
             r.next_retry
         }
         None => None,
@@ -364,36 +398,14 @@ fn settle_batch(link_id: i64, sent: Vec<Sent>) -> Result<Option<Duration>, Strin
 fn apply_pull(link_id: i64, result: Result<Pulled, String>) -> Result<(), String> {
     let pulled = result?;
     let stopped = pulled.stopped.clone();
+    let pages = pulled.pages;
     subxact::run(|| match load_link(link_id) {
-        Some(link) if !link.paused => pull::apply(&link, pulled).map(|_| ()).map_err(|e| e.to_string()),
+        Some(link) if !link.paused => pull::apply(&link, pulled)
+            .map(|n| debug!("{n} records from {pages} pages applied"))
+            .map_err(|e| e.to_string()),
         _ => Ok(()),
     })??;
     stopped.map_or(Ok(()), Err)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Level {
-    Debug = 0,
-    Log = 1,
-    Warning = 2,
-}
-
-/// A worker log line, with the link it is about, if it passes `syncbridge.log_level`.
-/// Warnings always go out as WARNING; lines below it go out as LOG so that the server's own
-/// log_min_messages does not hide what the setting asked for.
-pub fn say(level: Level, link: Option<&str>, message: &str) {
-    if (level as u8) < settings::log_threshold() {
-        return;
-    }
-    let line = match link {
-        Some(name) => format!("pg_syncbridge: link {name}: {message}"),
-        None => format!("pg_syncbridge: {message}"),
-    };
-    if level == Level::Warning {
-        pgrx::warning!("{line}");
-    } else {
-        log!("{line}");
-    }
 }
 
 /// Runs `f` in a transaction of its own; an ERROR inside rolls it back and comes back as text

@@ -5,6 +5,8 @@
 //! Threads: the main thread does every SPI call and owns the latch; HTTP runs on a tokio
 //! runtime whose threads block all signals (`transport`). Finished HTTP jobs come back over a
 //! channel and wake the main thread with SIGUSR1 (PostgreSQL's handler sets the latch).
+//! Their log lines take the same way: queued, and written by the main thread each round
+//! (`crate::log`, installed here at start).
 
 mod engine;
 pub mod wake;
@@ -48,8 +50,10 @@ pub extern "C-unwind" fn syncbridge_worker_main(_arg: pg_sys::Datum) {
             return;
         }
     };
+    crate::log::install(crate::settings::log_threshold());
     log!("pg_syncbridge: worker started for database \"{db}\"");
     engine::Engine::new(transport).run();
+    crate::log::drain();
     // Exit code 1: the postmaster starts the worker again after its restart time, unless the
     // server is shutting down (so pg_terminate_backend() restarts it, like a crash would).
     log!("pg_syncbridge: worker for database \"{db}\" stopped");
