@@ -9,12 +9,12 @@ pub mod capture;
 pub mod catalog;
 pub mod error;
 pub mod inbound;
-pub mod jsonb;
 pub mod log;
 pub mod logic;
 pub mod observe;
 pub mod origin;
 pub mod outbound;
+pub mod outbox;
 mod pg_tests;
 pub mod pull;
 pub mod settings;
@@ -37,6 +37,7 @@ pub extern "C-unwind" fn _PG_init() {
     settings::init();
     origin::init();
     capture::init();
+    outbox::init();
     worker::init();
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"syncbridge".as_ptr()) };
 }

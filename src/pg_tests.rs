@@ -482,7 +482,7 @@ mod tests {
     #[pg_test]
     fn jsonb_is_read_as_its_text_would_parse() {
         for doc in JSON_DOCUMENTS {
-            let (binary, text) = Spi::get_two_with_args::<crate::jsonb::Jsonb, String>(
+            let (binary, text) = Spi::get_two_with_args::<crate::spi::jsonb::Jsonb, String>(
                 "SELECT $1::jsonb, $1::jsonb::text",
                 &[(*doc).into()],
             )
@@ -498,7 +498,7 @@ mod tests {
             let value: serde_json::Value = serde_json::from_str(doc).unwrap();
             let same = Spi::get_one_with_args::<bool>(
                 "SELECT $1 = $2::jsonb AND $1::text = $2::jsonb::text",
-                &[crate::jsonb::Jsonb(value).into(), (*doc).into()],
+                &[crate::spi::jsonb::Jsonb(value).into(), (*doc).into()],
             )
             .unwrap();
             assert_eq!(same, Some(true), "{doc}");
@@ -508,17 +508,18 @@ mod tests {
     #[pg_test]
     fn jsonb_nested_deeper_than_json_text_reads_is_refused() {
         let deep = |levels: usize| format!("SELECT ('{}' || '{}')::jsonb", "[".repeat(levels), "]".repeat(levels));
-        let ok = Spi::get_one::<crate::jsonb::Jsonb>(&deep(128)).unwrap().unwrap();
+        let ok = Spi::get_one::<crate::spi::jsonb::Jsonb>(&deep(128)).unwrap().unwrap();
         assert!(ok.0.is_array());
-        let refused = PgTryBuilder::new(|| Spi::get_one::<crate::jsonb::Jsonb>(&deep(129)).map(|_| "read").unwrap())
-            .catch_others(|e| match e {
-                pgrx::pg_sys::panic::CaughtError::ErrorReport(r) => {
-                    assert!(r.message().contains("nested more than 128 levels"), "{}", r.message());
-                    "refused"
-                }
-                other => panic!("{other:?}"),
-            })
-            .execute();
+        let refused =
+            PgTryBuilder::new(|| Spi::get_one::<crate::spi::jsonb::Jsonb>(&deep(129)).map(|_| "read").unwrap())
+                .catch_others(|e| match e {
+                    pgrx::pg_sys::panic::CaughtError::ErrorReport(r) => {
+                        assert!(r.message().contains("nested more than 128 levels"), "{}", r.message());
+                        "refused"
+                    }
+                    other => panic!("{other:?}"),
+                })
+                .execute();
         assert_eq!(refused, "refused");
     }
 

@@ -7,7 +7,7 @@
 //! aborts the transaction, so an edit and its outbox entry commit together or not at all.
 //! Keys captured inside a subtransaction that rolls back are dropped with it.
 
-use super::enqueue::{enqueue, Op};
+use crate::outbox::enqueue::{enqueue, Op};
 use pgrx::prelude::*;
 use std::cell::RefCell;
 use std::ffi::c_void;

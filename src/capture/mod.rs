@@ -5,14 +5,13 @@
 //! * `statement` — AFTER INSERT / UPDATE / DELETE FOR EACH STATEMENT with transition tables,
 //!   on links without tracking columns: the same decision from the old and new rows.
 //! * `buffer` — both add keys to a per-transaction buffer that is written to the outbox once,
-//!   at pre-commit, through a cached plan (`enqueue`).
+//!   at pre-commit (`outbox::enqueue`).
 //!
 //! Neither trigger calls the worker; the outbox is the only thing they share with it.
 
 pub mod backfill;
 pub mod buffer;
 pub mod config;
-pub mod enqueue;
 pub mod row;
 pub mod statement;
 mod trigger;
@@ -22,5 +21,4 @@ pub mod values;
 pub fn init() {
     config::init();
     buffer::init();
-    enqueue::init();
 }

@@ -11,12 +11,12 @@
 
 use super::buffer;
 use super::config::CaptureConfig;
-use super::enqueue::Op;
 use super::values::text_of;
 use super::{config, trigger};
 use crate::logic::fingerprint::{self, RecordWriter};
 use crate::logic::link_spec::LOCAL_TOUCH;
 use crate::origin;
+use crate::outbox::enqueue::Op;
 use pgrx::prelude::*;
 use std::cell::RefCell;
 

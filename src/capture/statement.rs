@@ -13,10 +13,10 @@
 
 use super::buffer;
 use super::config::CaptureConfig;
-use super::enqueue::Op;
 use super::{config, trigger};
 use crate::logic::fingerprint::{self, RecordWriter};
 use crate::origin;
+use crate::outbox::enqueue::Op;
 use pgrx::prelude::*;
 use std::collections::HashMap;
 

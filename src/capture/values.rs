@@ -4,6 +4,7 @@
 use crate::logic::canonical;
 use crate::logic::fingerprint::RecordWriter;
 use crate::logic::mapping::ValueKind;
+use crate::spi::encoding::utf8_database;
 use pgrx::pg_sys;
 use pgrx::FromDatum;
 use std::ffi::CStr;
@@ -162,13 +163,6 @@ pub(crate) unsafe fn text_of<'a>(datum: pg_sys::Datum) -> std::borrow::Cow<'a, s
     } else {
         String::from_utf8_lossy(bytes)
     }
-}
-
-pub(crate) fn utf8_database() -> bool {
-    thread_local! {
-        static UTF8: bool = unsafe { pg_sys::GetDatabaseEncoding() } == pg_sys::pg_enc::PG_UTF8 as i32;
-    }
-    UTF8.with(|u| *u)
 }
 
 /// A finite `numeric` in its stored form: (negative, weight, base-10000 digits as stored:

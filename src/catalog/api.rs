@@ -1,13 +1,14 @@
 //! The SQL API for links (SPEC §8): create_link, alter_link, drop_link, pause_link,
 //! resume_link, set_field.
 
+use super::fields;
 use super::link::{invalidate_table, LinkRow};
 use super::regclass::Regclass;
 use super::table::TableInfo;
 use crate::error::{OrRaise, Result, SyncError};
 use crate::logic::link_settings::{self, LinkSettings};
 use crate::logic::link_spec::{self, Contention, Direction, Guard, Schedule, Side};
-use crate::logic::mapping::{self, Column, FieldMap, FieldRule};
+use crate::logic::mapping::{self, FieldRule};
 use crate::logic::reach::{self, AllowList};
 use crate::settings;
 use pgrx::prelude::*;
@@ -78,7 +79,7 @@ impl LinkSpec<'_> {
         let table = TableInfo::load(self.relid)?;
         table.check_linkable()?;
         let key = table.resolve_key(self.key_column)?;
-        FieldMap::build(&columns_of(&table), &[], &key)?;
+        fields::field_map(&table, &[], &key)?;
 
         if Spi::get_one_with_args::<bool>(
             "SELECT EXISTS (SELECT FROM syncbridge._link WHERE name = $1)",
@@ -237,7 +238,7 @@ fn alter(name: &str, settings: Value) -> Result<()> {
     )?;
     // The settings may change the field rules (remote_id_column is not a synced field): the
     // link must keep a field to synchronise, or capture and delivery would refuse every row.
-    FieldMap::build(&columns_of(&TableInfo::load(relid)?), &stored_rules(link.id)?, &link.key_column)?;
+    link.field_map()?;
     if columns.contains_key("direction") || columns.contains_key("track_columns") {
         Spi::run_with_args("SELECT syncbridge._install_capture($1)", &[link.id.into()])?;
     }
@@ -362,8 +363,7 @@ fn set_rule(link_name: &str, mut rule: FieldRule, owner: Option<&str>) -> Result
             rule.synced.into(),
         ],
     )?;
-    let rules = stored_rules(link.id)?;
-    FieldMap::build(&columns_of(&table), &rules, &link.key_column)?;
+    link.field_map()?;
     link.invalidate_capture();
     Ok(())
 }
@@ -373,33 +373,6 @@ fn set_rule(link_name: &str, mut rule: FieldRule, owner: Option<&str>) -> Result
 #[pg_extern(immutable, parallel_safe)]
 fn fingerprint(record: JsonB, volatile: default!(Vec<String>, "'{}'")) -> String {
     crate::logic::fingerprint::of_record(&record.0, &volatile)
-}
-
-/// The field rules of a link (view `syncbridge._field_rule`: those set with `set_field`, and
-/// the remote-id column's, which is not synced).
-pub(crate) fn stored_rules(link_id: i64) -> Result<Vec<FieldRule>> {
-    let rows = Spi::get_one_with_args::<JsonB>(
-        "SELECT coalesce(jsonb_agg(to_jsonb(f)), '[]') FROM syncbridge._field_rule f WHERE link_id = $1",
-        &[link_id.into()],
-    )?
-    .map(|j| j.0)
-    .unwrap_or(Value::Null);
-    let mut rules = Vec::new();
-    for r in rows.as_array().into_iter().flatten() {
-        rules.push(FieldRule {
-            column: r["column_name"].as_str().unwrap_or_default().to_string(),
-            remote_field: r["remote_field"].as_str().map(str::to_string),
-            owner: r["owner"].as_str().map(Side::parse).transpose()?,
-            watched: r["watched"].as_bool().unwrap_or(false),
-            volatile: r["volatile"].as_bool().unwrap_or(false),
-            synced: r["synced"].as_bool().unwrap_or(true),
-        });
-    }
-    Ok(rules)
-}
-
-pub(crate) fn columns_of(table: &TableInfo) -> Vec<Column> {
-    table.columns.iter().map(|c| Column { name: c.name.clone(), attnum: c.attnum, not_null: c.not_null }).collect()
 }
 
 /// Managing links installs triggers and columns on tables and, later, reaches remote systems

@@ -62,9 +62,7 @@ impl LinkRow {
 
     /// The link's field map, from the table as it is now and the stored field rules.
     pub fn field_map(&self) -> Result<crate::logic::mapping::FieldMap> {
-        let table = super::table::TableInfo::load(self.relid())?;
-        let columns = super::api::columns_of(&table);
-        Ok(crate::logic::mapping::FieldMap::build(&columns, &super::api::stored_rules(self.id)?, &self.key_column)?)
+        super::fields::link_field_map(self.relid(), self.id, &self.key_column)
     }
 
     pub fn relid(&self) -> pg_sys::Oid {

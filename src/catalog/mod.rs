@@ -2,6 +2,7 @@
 //! loading of a link from the catalog tables.
 
 pub mod api;
+pub mod fields;
 pub mod link;
 pub mod owner;
 pub mod regclass;

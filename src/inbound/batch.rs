@@ -12,10 +12,10 @@ use super::journal::Journal;
 use super::prefetch;
 use super::write::TableWrites;
 use super::{Batch, Read, Row};
-use crate::capture::enqueue::{enqueue, enqueue_with_fields, Op};
 use crate::logic::decide::{decide, key_text, settle, Decided, Decision, State};
 use crate::logic::guards::Stop;
 use crate::logic::inbound::Incoming;
+use crate::outbox::enqueue::{enqueue, enqueue_with_fields, Op};
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
 

@@ -20,15 +20,13 @@ mod one_by_one;
 mod prefetch;
 mod write;
 
-use crate::catalog::api::{columns_of, stored_rules};
 use crate::catalog::link::LinkRow;
-use crate::catalog::table::TableInfo;
 use crate::error::{OrRaise, SyncError};
-use crate::jsonb::Jsonb;
 use crate::logic::decide::{Deletes, Rules};
 use crate::logic::inbound::{self, Incoming, Reading, UnknownFields};
 use crate::logic::link_spec::{Contention, Direction, Guard};
 use crate::logic::mapping::FieldMap;
+use crate::spi::jsonb::Jsonb;
 use crate::spi::subxact;
 use crate::table::TableStatements;
 use pgrx::prelude::*;
@@ -136,8 +134,7 @@ impl Batch {
                 ));
             }
         };
-        let table = TableInfo::load(link.relid())?;
-        let map = FieldMap::build(&columns_of(&table), &stored_rules(link.id)?, &link.key_column)?;
+        let map = link.field_map()?;
         Ok(Self {
             guards: Guard::parse_list(&link.loop_guards)?,
             contention: Contention::parse(&link.contention)?,

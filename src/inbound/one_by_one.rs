@@ -6,8 +6,8 @@
 
 use super::journal::Journal;
 use super::{Batch, Read, Row};
-use crate::jsonb::Jsonb;
 use crate::logic::inbound::Incoming;
+use crate::spi::jsonb::Jsonb;
 use crate::spi::subxact;
 use crate::table::Access;
 use serde_json::{Map, Value};

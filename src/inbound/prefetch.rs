@@ -2,8 +2,8 @@
 //! state of every record (by remote key, here) and every paired local row (by local key,
 //! `TableStatements::rows`, as the table's owner).
 
-use crate::jsonb::Jsonb;
 use crate::logic::decide::State;
+use crate::spi::jsonb::Jsonb;
 use crate::spi::plans;
 use serde_json::Value;
 use std::collections::HashMap;

@@ -7,8 +7,8 @@
 
 use crate::catalog::link::LinkRow;
 use crate::error::SyncError;
-use crate::jsonb::Jsonb;
 use crate::origin;
+use crate::spi::jsonb::Jsonb;
 use crate::table::{Access, TableStatements};
 use pgrx::datum::DatumWithOid;
 use pgrx::PgSqlErrorCode;

@@ -12,7 +12,7 @@ pub use owner::as_table_owner;
 
 use crate::catalog::link::LinkRow;
 use crate::error::OrRaise;
-use crate::jsonb::Jsonb;
+use crate::spi::jsonb::Jsonb;
 use crate::spi::plans;
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys;

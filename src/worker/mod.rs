@@ -9,7 +9,6 @@
 //! (`crate::log`, installed here at start).
 
 mod engine;
-pub mod wake;
 
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags};
 use pgrx::prelude::*;
@@ -17,7 +16,6 @@ use std::time::Duration;
 
 /// Registers the workers; only possible while the postmaster loads preloaded libraries.
 pub fn init() {
-    wake::init();
     if !unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         return;
     }
@@ -42,7 +40,7 @@ pub extern "C-unwind" fn syncbridge_worker_main(_arg: pg_sys::Datum) {
     BackgroundWorker::connect_worker_to_spi(Some(&db), None);
     pin_search_path();
     unsafe { pg_sys::pgstat_report_appname(c"pg_syncbridge".as_ptr()) };
-    wake::announce(unsafe { pg_sys::MyDatabaseId });
+    crate::outbox::wake::announce(unsafe { pg_sys::MyDatabaseId });
     let transport = match crate::transport::Transport::start(2, wake_self) {
         Ok(t) => t,
         Err(e) => {

@@ -49,7 +49,7 @@ pub fn enqueue_with_fields(link_id: i64, op: Op, keys: &[&str], origin: Option<&
     if keys.is_empty() {
         return;
     }
-    crate::worker::wake::at_commit();
+    super::wake::at_commit();
     unsafe {
         let oids = outbox_oids();
         let rel = pg_sys::table_open(oids.table, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);

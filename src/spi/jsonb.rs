@@ -8,7 +8,7 @@
 //! in a string, nesting deeper than serde_json reads (128 levels). Strings are converted
 //! between UTF-8 and the database encoding when that is not UTF-8.
 
-use crate::capture::values::utf8_database;
+use super::encoding::utf8_database;
 use crate::error::SyncError;
 use pgrx::callconv::{Arg, ArgAbi};
 use pgrx::fcinfo::direct_function_call_as_datum;
