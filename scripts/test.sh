@@ -48,7 +48,7 @@ layer "lint: cargo fmt --check, cargo clippy -D warnings" "$log/lint.txt" \
   bash -c 'cargo fmt --all -- --check && cargo clippy --workspace --all-targets --quiet -- -D warnings' || true
 
 layer "unit tests (src/logic, no database)" "$log/unit.txt" \
-  cargo test --lib --quiet -- logic:: transport:: pull::fetch:: log:: || true
+  cargo test --lib --quiet -- logic:: transport:: pull::fetch:: log:: spi::subxact::tests || true
 
 pgdata=/tmp/syncbridge-pgtest
 install -d -o postgres -g postgres "$pgdata"

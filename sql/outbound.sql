@@ -227,6 +227,29 @@ BEGIN
 END
 $$;
 
+-- A link's health as the worker sees it (link_status shows it): an error, a success (any
+-- delivery got through), and a pull applied with the cursor it reached (also a success).
+CREATE FUNCTION _link_failed(p_link bigint, p_error text) RETURNS void
+    LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    INSERT INTO @extschema@._link_state AS s (link_id, last_error, last_error_at) VALUES (p_link, p_error, now())
+    ON CONFLICT (link_id) DO UPDATE SET last_error = EXCLUDED.last_error, last_error_at = now()
+$$;
+
+CREATE FUNCTION _link_succeeded(p_link bigint) RETURNS void
+    LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    INSERT INTO @extschema@._link_state AS s (link_id, last_success_at) VALUES (p_link, now())
+    ON CONFLICT (link_id) DO UPDATE SET last_success_at = now()
+$$;
+
+CREATE FUNCTION _link_pulled(p_link bigint, p_cursor text) RETURNS void
+    LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    INSERT INTO @extschema@._link_state AS s (link_id, pull_cursor, last_pull_at, last_success_at)
+    VALUES (p_link, p_cursor, now(), now())
+    ON CONFLICT (link_id) DO UPDATE SET pull_cursor = EXCLUDED.pull_cursor, last_pull_at = now(), last_success_at = now()
+$$;
+
+REVOKE ALL ON FUNCTION _link_failed(bigint, text), _link_succeeded(bigint), _link_pulled(bigint, text) FROM PUBLIC;
+
 -- After a restart nothing is in flight: deliveries cut off by a crash are due again (their
 -- attempt was counted, so a create is looked up before it is repeated).
 CREATE FUNCTION _recover() RETURNS bigint

@@ -15,6 +15,7 @@ use super::{Batch, Read, Row};
 use crate::logic::decide::{decide, key_text, settle, Decided, Decision, State};
 use crate::logic::guards::Stop;
 use crate::logic::inbound::Incoming;
+use crate::logic::status::Status;
 use crate::outbox::enqueue::{enqueue, enqueue_with_fields, Op};
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
@@ -89,8 +90,8 @@ impl Batch {
             .enumerate()
             .map(|(slot, record)| match record {
                 Err(unread) => {
-                    journal.event(None, unread.key_hint.as_deref(), "failed", Some(&unread.reason), None);
-                    (unread.key_hint.clone(), None, "failed".into(), Some(unread.reason.clone()))
+                    journal.event(None, unread.key_hint.as_deref(), Status::Failed, Some(&unread.reason), None);
+                    (unread.key_hint.clone(), None, Status::Failed.name().into(), Some(unread.reason.clone()))
                 }
                 Ok(_) => {
                     let plan = plans.next().expect("one plan per record read");
@@ -139,22 +140,22 @@ impl Batch {
                     remote_key,
                     None,
                     fp,
-                    "ignored",
+                    Status::Ignored,
                 );
-                journal.event(local_key.as_deref(), Some(remote_key), "ignored", Some(reason), Some(fp));
-                (local_key, "ignored", Some(reason.to_owned()))
+                journal.event(local_key.as_deref(), Some(remote_key), Status::Ignored, Some(reason), Some(fp));
+                (local_key, Status::Ignored, Some(reason.to_owned()))
             }
             Decision::Delete => {
                 let key = local_key.expect("a delete has a local row");
                 journal.forget(&key);
-                journal.event(Some(&key), Some(remote_key), "delivered", Some("deleted"), Some(fp));
-                (Some(key), "delivered", Some("deleted".to_owned()))
+                journal.event(Some(&key), Some(remote_key), Status::Delivered, Some("deleted"), Some(fp));
+                (Some(key), Status::Delivered, Some("deleted".to_owned()))
             }
             Decision::SoftDelete { .. } => {
                 let key = local_key.expect("a soft delete has a local row");
-                journal.remember(&key, remote_key, None, fp, "delivered");
-                journal.event(Some(&key), Some(remote_key), "delivered", Some("soft-deleted"), Some(fp));
-                (Some(key), "delivered", Some("soft-deleted".to_owned()))
+                journal.remember(&key, remote_key, None, fp, Status::Delivered);
+                journal.event(Some(&key), Some(remote_key), Status::Delivered, Some("soft-deleted"), Some(fp));
+                (Some(key), Status::Delivered, Some("soft-deleted".to_owned()))
             }
             Decision::Write(w) => {
                 let stored = if w.keeps_the_row() { local_row.cloned() } else { stored };
@@ -180,6 +181,6 @@ impl Batch {
                 (Some(key), settled.status, settled.reason)
             }
         };
-        (Some(inc.remote_key.clone()), local_key, status.to_owned(), reason)
+        (Some(inc.remote_key.clone()), local_key, status.name().to_owned(), reason)
     }
 }

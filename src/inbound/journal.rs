@@ -3,6 +3,7 @@
 //! records and written with one statement each, in record order.
 
 use crate::logic::contention::Conflict;
+use crate::logic::status::Status;
 use crate::spi::plans;
 use serde_json::{Map, Value};
 
@@ -20,13 +21,13 @@ struct Remembered {
     /// The new base snapshot as JSON text; `None` keeps the stored one.
     base: Option<String>,
     fingerprint: String,
-    status: &'static str,
+    status: Status,
 }
 
 struct Event {
     local_key: Option<String>,
     remote_key: Option<String>,
-    status: &'static str,
+    status: Status,
     reason: Option<String>,
     fingerprint: Option<String>,
 }
@@ -50,7 +51,7 @@ impl Journal {
         remote_key: &str,
         base: Option<&Map<String, Value>>,
         fingerprint: &str,
-        status: &'static str,
+        status: Status,
     ) {
         self.remember.push(Remembered {
             local_key: local_key.to_owned(),
@@ -70,7 +71,7 @@ impl Journal {
         &mut self,
         local_key: Option<&str>,
         remote_key: Option<&str>,
-        status: &'static str,
+        status: Status,
         reason: Option<&str>,
         fingerprint: Option<&str>,
     ) {
@@ -139,7 +140,7 @@ impl Journal {
                     column(r, |r| r.remote_key.as_str()).into(),
                     column(r, |r| r.base.as_deref()).into(),
                     column(r, |r| r.fingerprint.as_str()).into(),
-                    column(r, |r| r.status).into(),
+                    column(r, |r| r.status.name()).into(),
                 ],
             );
         }
@@ -153,7 +154,7 @@ impl Journal {
                     link_id.into(),
                     column(e, |e| e.local_key.as_deref()).into(),
                     column(e, |e| e.remote_key.as_deref()).into(),
-                    column(e, |e| e.status).into(),
+                    column(e, |e| e.status.name()).into(),
                     column(e, |e| e.reason.as_deref()).into(),
                     column(e, |e| e.fingerprint.as_deref()).into(),
                 ],

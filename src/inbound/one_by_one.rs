@@ -7,6 +7,7 @@
 use super::journal::Journal;
 use super::{Batch, Read, Row};
 use crate::logic::inbound::Incoming;
+use crate::logic::status::Status;
 use crate::spi::jsonb::Jsonb;
 use crate::spi::subxact;
 use crate::table::Access;
@@ -19,13 +20,13 @@ impl Batch {
             Ok(inc) => match subxact::run_unless_transient(|| self.apply_together(std::slice::from_ref(record))) {
                 Ok(Some(mut rows)) if rows.len() == 1 => return rows.remove(0),
                 Ok(_) => unreachable!("one record gives one row and does not clash with itself"),
-                Err(message) => (Some(inc.remote_key.clone()), self.name_the_field(inc).unwrap_or(message)),
+                Err(e) => (Some(inc.remote_key.clone()), self.name_the_field(inc).unwrap_or(e.message)),
             },
         };
         let mut journal = Journal::default();
-        journal.event(None, key_hint.as_deref(), "failed", Some(&reason), None);
+        journal.event(None, key_hint.as_deref(), Status::Failed, Some(&reason), None);
         journal.write(self.link.id);
-        (key_hint, None, "failed".into(), Some(reason))
+        (key_hint, None, Status::Failed.name().into(), Some(reason))
     }
 
     /// After a failed write: the first field whose value its column does not accept.

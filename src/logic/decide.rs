@@ -12,10 +12,11 @@
 use super::canonical;
 use super::contention::{self, Conflict, Context, FieldState};
 use super::fingerprint;
-use super::guards::{self, LastStatus};
+use super::guards;
 use super::inbound::Incoming;
 use super::link_spec::{Contention, Guard, Side};
 use super::mapping::FieldMap;
+use super::status::Status;
 use serde_json::{Map, Value};
 
 /// Reason of a record blocked by the `fingerprint` guard.
@@ -74,7 +75,7 @@ pub enum Decision {
     /// Nothing is written and nothing remembered; only an event (`blocked` by fingerprint, a
     /// tombstone that is `ignored`).
     Skip {
-        status: &'static str,
+        status: Status,
         reason: &'static str,
     },
     /// `echo`: the record equals the local row. Remembered as `ignored`, not written.
@@ -121,21 +122,21 @@ pub fn decide(rules: &Rules<'_>, inc: &Incoming, state: &State, local_row: Optio
     let decided = |decision| Decided { fingerprint: fingerprint.clone(), decision };
     if inc.deleted {
         return decided(match (local_row, rules.deletes) {
-            (None, _) => Decision::Skip { status: "ignored", reason: "already absent locally" },
+            (None, _) => Decision::Skip { status: Status::Ignored, reason: "already absent locally" },
             (Some(_), Deletes::Ignore) => {
-                Decision::Skip { status: "ignored", reason: "deletes are ignored on this link" }
+                Decision::Skip { status: Status::Ignored, reason: "deletes are ignored on this link" }
             }
             (Some(_), Deletes::SoftDelete(column)) => Decision::SoftDelete { column: column.map(str::to_owned) },
             (Some(_), Deletes::Delete) => Decision::Delete,
         });
     }
-    let last_status = state.in_status.as_deref().and_then(LastStatus::parse);
+    let last_status = state.in_status.as_deref().and_then(Status::parse);
     if rules.guards.contains(&Guard::Fingerprint)
         && state.in_fingerprint.as_deref() == Some(fingerprint.as_str())
-        && matches!(last_status, Some(LastStatus::Delivered | LastStatus::Conflict))
+        && matches!(last_status, Some(Status::Delivered | Status::Conflict))
         && local_row.is_some()
     {
-        return decided(Decision::Skip { status: "blocked", reason: SAME_FINGERPRINT });
+        return decided(Decision::Skip { status: Status::Blocked, reason: SAME_FINGERPRINT });
     }
 
     if let Some(row) = local_row {
@@ -190,7 +191,7 @@ pub struct Settled {
     /// The new base snapshot: the stored row's synced fields under their remote names.
     pub base: Map<String, Value>,
     /// `delivered`, or `conflict` when a local edit lost.
-    pub status: &'static str,
+    pub status: Status,
     pub reason: Option<String>,
     /// Fields the local write added or changed, to send back once (`reflect` guard).
     pub reflect: Vec<String>,
@@ -209,11 +210,11 @@ pub fn settle(
 ) -> Settled {
     let local_key = key_text(stored.get(rules.key_column).unwrap_or(&Value::Null));
     let (status, reason) = if conflicts.is_empty() {
-        ("delivered", None)
+        (Status::Delivered, None)
     } else {
         let fields: Vec<String> =
             conflicts.iter().map(|c| format!("{} to {} by {}", c.field, c.winner.name(), c.rule.name())).collect();
-        ("conflict", Some(format!("contended: {}", fields.join(", "))))
+        (Status::Conflict, Some(format!("contended: {}", fields.join(", "))))
     };
     let base = to_remote_names(rules, stored);
     let reflect = if rules.guards.contains(&Guard::Reflect) {
@@ -330,7 +331,7 @@ mod tests {
             ..Default::default()
         };
         let d = decide(&rules(&m, &GUARDS), &inc, &state("delivered"), Some(&row));
-        assert_eq!(d.decision, Decision::Skip { status: "blocked", reason: SAME_FINGERPRINT });
+        assert_eq!(d.decision, Decision::Skip { status: Status::Blocked, reason: SAME_FINGERPRINT });
         let d = decide(&rules(&m, &GUARDS), &inc, &state("ignored"), Some(&row));
         assert!(matches!(d.decision, Decision::Write(_)), "an ignored record is tried again");
         let d = decide(&rules(&m, &GUARDS), &inc, &state("delivered"), None);
@@ -368,7 +369,10 @@ mod tests {
         assert_eq!(w.conflicts.len(), 1);
         assert_eq!((w.conflicts[0].field.as_str(), w.conflicts[0].rule), ("name", Rule::LastWriteWins));
         let s = settle(&rules(&m, &GUARDS), &inc, &obj(json!({"id": 1, "name": "Ada (remote)"})), false, &w.conflicts);
-        assert_eq!((s.status, s.reason.as_deref()), ("conflict", Some("contended: name to remote by last_write_wins")));
+        assert_eq!(
+            (s.status, s.reason.as_deref()),
+            (Status::Conflict, Some("contended: name to remote by last_write_wins"))
+        );
     }
 
     #[test]
@@ -379,7 +383,10 @@ mod tests {
         let row = obj(json!({"id": 1}));
         let with = |deletes| Rules { deletes, ..rules(&m, &GUARDS) };
         let d = |deletes, row| decide(&with(deletes), &inc, &State::default(), row).decision;
-        assert_eq!(d(Deletes::Delete, None), Decision::Skip { status: "ignored", reason: "already absent locally" });
+        assert_eq!(
+            d(Deletes::Delete, None),
+            Decision::Skip { status: Status::Ignored, reason: "already absent locally" }
+        );
         assert_eq!(d(Deletes::Delete, Some(&row)), Decision::Delete);
         assert_eq!(
             d(Deletes::SoftDelete(Some("gone")), Some(&row)),
@@ -387,7 +394,7 @@ mod tests {
         );
         assert_eq!(
             d(Deletes::Ignore, Some(&row)),
-            Decision::Skip { status: "ignored", reason: "deletes are ignored on this link" }
+            Decision::Skip { status: Status::Ignored, reason: "deletes are ignored on this link" }
         );
         assert_eq!(Deletes::from_settings(None, None), Deletes::Delete);
         assert_eq!(Deletes::from_settings(Some("soft_delete"), Some("x")), Deletes::SoftDelete(Some("x")));

@@ -3,31 +3,7 @@
 //! inbound apply) gather the facts; these functions only decide, and say why.
 
 use super::link_spec::{Guard, LOCAL_TOUCH};
-
-/// The outcome of the last attempt for a record in one direction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LastStatus {
-    Delivered,
-    Ignored,
-    Blocked,
-    Failed,
-    Conflict,
-    Quarantined,
-}
-
-impl LastStatus {
-    pub fn parse(text: &str) -> Option<Self> {
-        Some(match text {
-            "delivered" => Self::Delivered,
-            "ignored" => Self::Ignored,
-            "blocked" => Self::Blocked,
-            "failed" => Self::Failed,
-            "conflict" => Self::Conflict,
-            "quarantined" => Self::Quarantined,
-            _ => return None,
-        })
-    }
-}
+use super::status::Status;
 
 /// Why a record does not travel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +34,7 @@ pub struct Outgoing<'a> {
     pub fingerprint: &'a str,
     /// Fingerprint and outcome of the last outbound attempt, if any.
     pub last_fingerprint: Option<&'a str>,
-    pub last_status: Option<LastStatus>,
+    pub last_status: Option<Status>,
     /// `_sync_last_touch` of the row (`None` without tracking columns or for a deleted row).
     pub last_touch: Option<&'a str>,
 }
@@ -78,7 +54,7 @@ pub fn outbound(guards: &[Guard], rec: &Outgoing<'_>) -> Result<(), Stop> {
         }
     }
     if guards.contains(&Guard::Fingerprint) {
-        let retry = matches!(rec.last_status, Some(LastStatus::Failed | LastStatus::Ignored));
+        let retry = matches!(rec.last_status, Some(Status::Failed | Status::Ignored));
         if !retry && rec.last_fingerprint == Some(rec.fingerprint) {
             return Err(Stop::SameFingerprint);
         }
@@ -183,16 +159,16 @@ mod tests {
 
     const ALL: [Guard; 2] = [Guard::Fingerprint, Guard::LastTouch];
 
-    fn out<'a>(fp: &'a str, last: Option<&'a str>, status: Option<LastStatus>, touch: Option<&'a str>) -> Outgoing<'a> {
+    fn out<'a>(fp: &'a str, last: Option<&'a str>, status: Option<Status>, touch: Option<&'a str>) -> Outgoing<'a> {
         Outgoing { fingerprint: fp, last_fingerprint: last, last_status: status, last_touch: touch }
     }
 
     #[test]
     fn the_same_content_is_not_delivered_twice() {
-        let rec = out("a", Some("a"), Some(LastStatus::Delivered), Some("local"));
+        let rec = out("a", Some("a"), Some(Status::Delivered), Some("local"));
         assert_eq!(outbound(&ALL, &rec), Err(Stop::SameFingerprint));
         assert_eq!(outbound(&[Guard::Echo], &rec), Ok(()), "without the guard it goes");
-        let changed = out("b", Some("a"), Some(LastStatus::Delivered), Some("local"));
+        let changed = out("b", Some("a"), Some(Status::Delivered), Some("local"));
         assert_eq!(outbound(&ALL, &changed), Ok(()));
         let first = out("a", None, None, Some("local"));
         assert_eq!(outbound(&ALL, &first), Ok(()));
@@ -200,10 +176,10 @@ mod tests {
 
     #[test]
     fn a_failed_or_ignored_attempt_is_tried_again() {
-        for status in [LastStatus::Failed, LastStatus::Ignored] {
+        for status in [Status::Failed, Status::Ignored] {
             assert_eq!(outbound(&ALL, &out("a", Some("a"), Some(status), Some("local"))), Ok(()), "{status:?}");
         }
-        for status in [LastStatus::Delivered, LastStatus::Blocked, LastStatus::Conflict] {
+        for status in [Status::Delivered, Status::Blocked, Status::Conflict] {
             assert_eq!(outbound(&ALL, &out("a", Some("a"), Some(status), Some("local"))), Err(Stop::SameFingerprint));
         }
     }
@@ -281,7 +257,7 @@ mod tests {
 
     #[test]
     fn statuses_parse() {
-        assert_eq!(LastStatus::parse("failed"), Some(LastStatus::Failed));
-        assert_eq!(LastStatus::parse("nope"), None);
+        assert_eq!(Status::parse("failed"), Some(Status::Failed));
+        assert_eq!(Status::parse("nope"), None);
     }
 }

@@ -14,3 +14,4 @@ pub mod link_settings;
 pub mod link_spec;
 pub mod mapping;
 pub mod reach;
+pub mod status;

@@ -6,9 +6,10 @@ use crate::catalog::link::LinkRow;
 use crate::error::{spi_opt, OrRaise, SyncError};
 use crate::logic::delivery::{self, Shape};
 use crate::logic::fingerprint;
-use crate::logic::guards::{self, LastStatus, Outgoing};
+use crate::logic::guards::{self, Outgoing};
 use crate::logic::link_spec::{Direction, Guard};
 use crate::logic::mapping::LAST_TOUCH_COLUMN;
+use crate::logic::status::Status;
 use crate::table::TableStatements;
 use pgrx::prelude::*;
 use pgrx::{JsonB, PgSqlErrorCode};
@@ -153,7 +154,7 @@ fn outbound_verdict(
     if quarantined {
         let reason = state["quarantine_reason"].as_str().unwrap_or("quarantined by the loop detector");
         return verdict(
-            "quarantined",
+            Status::Quarantined.name(),
             format!("{reason}; a user edit or SELECT syncbridge.release('{}', <key>) lifts it", link.name),
         );
     }
@@ -169,7 +170,7 @@ fn outbound_verdict(
     let out = Outgoing {
         fingerprint: fp.unwrap_or_default(),
         last_fingerprint: state.get("out_fingerprint").and_then(Value::as_str),
-        last_status: state.get("out_status").and_then(Value::as_str).and_then(LastStatus::parse),
+        last_status: state.get("out_status").and_then(Value::as_str).and_then(Status::parse),
         last_touch: if link.track_columns { last_touch } else { None },
     };
     let action = if remote_key.is_some() { "update" } else { "create" };
@@ -178,7 +179,7 @@ fn outbound_verdict(
             verdict("stays", format!("nothing is waiting for it, and a send now would be stopped: {}", stop.reason()))
         }
         Err(stop) => verdict(
-            if stop == guards::Stop::SameFingerprint { "blocked" } else { "ignored" },
+            if stop == guards::Stop::SameFingerprint { Status::Blocked.name() } else { Status::Ignored.name() },
             stop.reason().to_string(),
         ),
         Ok(()) if has_pending => verdict("sends", format!("a change is waiting; the guards let it pass ({action})")),
@@ -195,8 +196,8 @@ fn inbound_verdict(link: &LinkRow, guards: &[Guard], state: &Value) -> Value {
     let last = state.get("in_status").and_then(Value::as_str);
     let mut why = Vec::new();
     if guards.contains(&Guard::Fingerprint) {
-        match (state.get("in_fingerprint").and_then(Value::as_str), last.and_then(LastStatus::parse)) {
-            (Some(fp), Some(LastStatus::Delivered | LastStatus::Conflict)) => {
+        match (state.get("in_fingerprint").and_then(Value::as_str), last.and_then(Status::parse)) {
+            (Some(fp), Some(Status::Delivered | Status::Conflict)) => {
                 why.push(format!("a record with fingerprint {fp} (the last one received) would be blocked"))
             }
             (Some(_), Some(status)) => {

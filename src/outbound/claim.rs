@@ -6,9 +6,10 @@ use crate::catalog::link::LinkRow;
 use crate::error::{OrRaise, Result};
 use crate::logic::delivery::{self, Shape};
 use crate::logic::fingerprint;
-use crate::logic::guards::{self, detect, Detector, LastStatus, Outgoing, Travel};
+use crate::logic::guards::{self, detect, Detector, Outgoing, Travel};
 use crate::logic::link_spec::Guard;
 use crate::logic::mapping::LAST_TOUCH_COLUMN;
+use crate::logic::status::Status;
 use crate::table::TableStatements;
 use pgrx::prelude::*;
 use serde_json::Value;
@@ -97,7 +98,7 @@ pub fn claim(link: &LinkRow, limit: i32) -> Result<Vec<Delivery>> {
                         &c.local_key,
                         c.seq,
                         attempt,
-                        "ignored",
+                        Status::Ignored,
                         "deleted before it reached the remote",
                         None,
                     )
@@ -115,7 +116,7 @@ pub fn claim(link: &LinkRow, limit: i32) -> Result<Vec<Delivery>> {
                     // In the worker, inside the link's span: "pg_syncbridge: link crm: record 7 quarantined: ...".
                     tracing::warn!("record {} quarantined: {reason}", c.local_key);
                 }
-                let mut o = Outcome::stopped(&c.local_key, c.seq, attempt, "quarantined", &reason, None);
+                let mut o = Outcome::stopped(&c.local_key, c.seq, attempt, Status::Quarantined, &reason, None);
                 o.remote_key = c.remote_key.clone();
                 o.hops = Some(hops.times().to_vec());
                 stopped.push(o);
@@ -130,11 +131,11 @@ pub fn claim(link: &LinkRow, limit: i32) -> Result<Vec<Delivery>> {
             let out = Outgoing {
                 fingerprint: &fp,
                 last_fingerprint: c.out_fingerprint.as_deref(),
-                last_status: c.out_status.as_deref().and_then(LastStatus::parse),
+                last_status: c.out_status.as_deref().and_then(Status::parse),
                 last_touch: touch,
             };
             if let Err(stop) = guards::outbound(&guards, &out) {
-                let status = if stop == guards::Stop::SameFingerprint { "blocked" } else { "ignored" };
+                let status = if stop == guards::Stop::SameFingerprint { Status::Blocked } else { Status::Ignored };
                 let mut o = Outcome::stopped(&c.local_key, c.seq, attempt, status, stop.reason(), Some(fp));
                 o.remote_key = c.remote_key.clone();
                 stopped.push(o);

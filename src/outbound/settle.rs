@@ -6,6 +6,7 @@ use super::plan::{Action, Sent};
 use crate::catalog::link::LinkRow;
 use crate::error::OrRaise;
 use crate::logic::delivery::{self, Verdict};
+use crate::logic::status::Status;
 use crate::origin;
 use crate::table::{Access, TableStatements};
 use pgrx::prelude::*;
@@ -17,7 +18,7 @@ use std::time::{Duration, SystemTime};
 pub struct Outcome {
     pub local_key: String,
     pub seq: i64,
-    pub status: &'static str,
+    pub status: Status,
     pub reason: Option<String>,
     pub attempt: u32,
     /// RFC 3339; set for a failure that will be retried.
@@ -33,7 +34,7 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    pub fn stopped(key: &str, seq: i64, attempt: u32, status: &'static str, reason: &str, fp: Option<String>) -> Self {
+    pub fn stopped(key: &str, seq: i64, attempt: u32, status: Status, reason: &str, fp: Option<String>) -> Self {
         Self {
             local_key: key.to_string(),
             seq,
@@ -80,10 +81,10 @@ impl Results {
 
     /// The reason of the first failure, if any.
     pub fn first_failure(&self) -> Option<&str> {
-        self.outcomes.iter().find(|o| o.status == "failed").and_then(|o| o.reason.as_deref())
+        self.outcomes.iter().find(|o| o.status == Status::Failed).and_then(|o| o.reason.as_deref())
     }
 
-    pub fn count(&self, status: &str) -> usize {
+    pub fn count(&self, status: Status) -> usize {
         self.outcomes.iter().filter(|o| o.status == status).count()
     }
 
@@ -104,7 +105,7 @@ impl Results {
                 link_id.into(),
                 col(&|x| Some(x.local_key.clone())).into(),
                 o.iter().map(|x| x.seq).collect::<Vec<i64>>().into(),
-                col(&|x| Some(x.status.to_string())).into(),
+                col(&|x| Some(x.status.name().to_string())).into(),
                 col(&|x| x.reason.clone()).into(),
                 o.iter().map(|x| x.attempt as i32).collect::<Vec<i32>>().into(),
                 col(&|x| x.next_retry.clone()).into(),
@@ -151,7 +152,7 @@ pub fn settle(link: &LinkRow, sent: Vec<Sent>) -> Results {
             }
             (v, _) => v,
         };
-        let mut o = Outcome::stopped(&d.local_key, d.seq, d.attempt, "delivered", "", d.fingerprint.clone());
+        let mut o = Outcome::stopped(&d.local_key, d.seq, d.attempt, Status::Delivered, "", d.fingerprint.clone());
         o.reason = None;
         o.remote_key = d.remote_key.clone();
         o.hops = d.hops.clone();
@@ -178,7 +179,7 @@ pub fn settle(link: &LinkRow, sent: Vec<Sent>) -> Results {
                             o.remote_key = Some(id);
                         }
                         None => {
-                            o.status = "failed";
+                            o.status = Status::Failed;
                             o.base = None;
                             o.reason = Some(format!(
                                 "created, but the answer has no id at \"{created_id_pointer}\"; set the link's created_id_pointer"
@@ -189,18 +190,18 @@ pub fn settle(link: &LinkRow, sent: Vec<Sent>) -> Results {
             }
             Verdict::Retry { after, reason } if d.attempt < max_attempts => {
                 results.next_retry = Some(results.next_retry.map_or(after, |t| t.min(after)));
-                o.status = "failed";
+                o.status = Status::Failed;
                 o.reason = Some(reason);
                 o.next_retry = Some(rfc3339(now + after));
                 o.base = None;
             }
             Verdict::Retry { reason, .. } => {
-                o.status = "failed";
+                o.status = Status::Failed;
                 o.reason = Some(format!("gave up after {} attempts: {reason}", d.attempt));
                 o.base = None;
             }
             Verdict::Permanent { reason } => {
-                o.status = "failed";
+                o.status = Status::Failed;
                 o.reason = Some(reason);
                 o.base = None;
             }

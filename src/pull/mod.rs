@@ -57,11 +57,6 @@ pub fn apply(link: &LinkRow, pulled: Pulled) -> Result<usize> {
     if n > 0 {
         crate::inbound::apply_records(&link.name, Value::Array(pulled.records))?;
     }
-    Spi::run_with_args(
-        "INSERT INTO syncbridge._link_state AS s (link_id, pull_cursor, last_pull_at, last_success_at) VALUES ($1, $2, now(), now()) \
-         ON CONFLICT (link_id) DO UPDATE SET pull_cursor = EXCLUDED.pull_cursor, last_pull_at = now(), last_success_at = now()",
-        &[link.id.into(), new.into()],
-    )
-    .or_raise();
+    Spi::run_with_args("SELECT syncbridge._link_pulled($1, $2)", &[link.id.into(), new.into()]).or_raise();
     Ok(n)
 }

@@ -6,9 +6,30 @@ use pgrx::pg_sys::panic::CaughtError;
 use pgrx::{PgSqlErrorCode, PgTryBuilder};
 use std::panic::AssertUnwindSafe;
 
+/// An ERROR caught by a subtransaction: its SQLSTATE and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqlError {
+    pub code: PgSqlErrorCode,
+    pub message: String,
+}
+
+impl SqlError {
+    /// The five-character SQLSTATE (PostgreSQL packs it six bits a character).
+    pub fn sqlstate(&self) -> String {
+        let packed = self.code as i32;
+        (0..5).map(|i| char::from(b'0' + ((packed >> (6 * i)) & 0x3F) as u8)).collect()
+    }
+}
+
+impl std::fmt::Display for SqlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 /// Runs `f` in an internal subtransaction: committed when `f` returns, rolled back when it
-/// raises an ERROR, whose message is returned.
-pub fn run<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+/// raises an ERROR, which is returned.
+pub fn run<R>(f: impl FnOnce() -> R) -> Result<R, SqlError> {
     run_catching(f, |_| true)
 }
 
@@ -17,7 +38,7 @@ pub fn run<R>(f: impl FnOnce() -> R) -> Result<R, String> {
 /// says "try again later" (a deadlock, a serialization failure, a lock timeout). A caller
 /// that would record the work as failed, or go on to try it another way, must stop instead:
 /// a pull would otherwise move its cursor past a record that never failed.
-pub fn run_unless_transient<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+pub fn run_unless_transient<R>(f: impl FnOnce() -> R) -> Result<R, SqlError> {
     run_catching(f, |code| {
         !matches!(
             code,
@@ -31,7 +52,7 @@ pub fn run_unless_transient<R>(f: impl FnOnce() -> R) -> Result<R, String> {
 
 /// Runs `f` in a subtransaction; an ERROR whose code `catch` refuses is raised again after
 /// the rollback.
-fn run_catching<R>(f: impl FnOnce() -> R, catch: fn(PgSqlErrorCode) -> bool) -> Result<R, String> {
+fn run_catching<R>(f: impl FnOnce() -> R, catch: fn(PgSqlErrorCode) -> bool) -> Result<R, SqlError> {
     unsafe {
         let ctx = pg_sys::CurrentMemoryContext;
         let owner = pg_sys::CurrentResourceOwner;
@@ -60,8 +81,22 @@ fn run_catching<R>(f: impl FnOnce() -> R, catch: fn(PgSqlErrorCode) -> bool) -> 
             if !catch(code) {
                 e.rethrow();
             }
-            Err(message)
+            Err(SqlError { code, message })
         })
         .execute()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlstates_unpack_to_their_five_characters() {
+        let e = |code| SqlError { code, message: String::new() }.sqlstate();
+        assert_eq!(e(PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE), "42501");
+        assert_eq!(e(PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE), "55P03");
+        assert_eq!(e(PgSqlErrorCode::ERRCODE_QUERY_CANCELED), "57014");
+        assert_eq!(e(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR), "XX000");
     }
 }

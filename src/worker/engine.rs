@@ -6,15 +6,17 @@
 //! Log lines come from the spans around the work (see `crate::log`): each round, each link in
 //! it, each batch from its claim to its settlement (on the network too), each pull.
 
+use super::error::WorkerError;
 use crate::catalog::link::LinkRow;
 use crate::error::{spi_opt, OrRaise};
 use crate::logic::link_spec::{Direction, Schedule};
 use crate::logic::reach::AllowList;
+use crate::logic::status::Status;
 use crate::outbound::plan::{Conventions, Sent};
 use crate::outbound::{claim, send, settle};
 use crate::pull::{self, fetch::Pulled};
 use crate::settings;
-use crate::spi::subxact;
+use crate::spi::subxact::{self, SqlError};
 use crate::transport::http::Client;
 use crate::transport::Transport;
 use pgrx::bgworkers::BackgroundWorker;
@@ -203,7 +205,7 @@ impl Engine {
                     (link_id, span.in_scope(|| in_transaction(|| apply_pull(link_id, result))))
                 }
             };
-            if let Err(e) = outcome.and_then(|r| r) {
+            if let Err(e) = outcome.map_err(WorkerError::from).and_then(|r| r) {
                 self.trouble(link_id, &e);
             }
         }
@@ -215,7 +217,7 @@ impl Engine {
 
     /// Starts what is due, in the caller's transaction (each link in a subtransaction).
     /// Returns the links that could not start, with why.
-    fn dispatch(&mut self) -> Vec<(i64, String)> {
+    fn dispatch(&mut self) -> Vec<(i64, WorkerError)> {
         let mut troubles = Vec::new();
         let links = LinkRow::load_all().or_raise();
         self.clocks.retain(|id, _| links.iter().any(|l| l.id == *id));
@@ -243,8 +245,12 @@ impl Engine {
             // Without its auth secret a link sends and pulls nothing (and claims nothing).
             let secret = match subxact::run(|| secret(link)) {
                 Ok(Ok(secret)) => secret,
-                Ok(Err(e)) | Err(e) => {
+                Ok(Err(e)) => {
                     troubles.push((link.id, e));
+                    continue;
+                }
+                Err(e) => {
+                    troubles.push((link.id, e.into()));
                     continue;
                 }
             };
@@ -274,8 +280,8 @@ impl Engine {
                             self.transport.spawn(async move { Done::Sent { link_id, full, sent: job.await, span } });
                         }
                     }
-                    Ok(Err(e)) => troubles.push((link.id, e.to_string())),
-                    Err(e) => troubles.push((link.id, e)),
+                    Ok(Err(e)) => troubles.push((link.id, e.into())),
+                    Err(e) => troubles.push((link.id, e.into())),
                 }
             }
             if pull_due {
@@ -293,8 +299,8 @@ impl Engine {
                         let job = pull::fetch::fetch(client, spec).instrument(span.clone());
                         self.transport.spawn(async move { Done::Pulled { link_id, result: job.await, span } });
                     }
-                    Ok(Err(e)) => troubles.push((link.id, e.to_string())),
-                    Err(e) => troubles.push((link.id, e)),
+                    Ok(Err(e)) => troubles.push((link.id, e.into())),
+                    Err(e) => troubles.push((link.id, e.into())),
                 }
             }
         }
@@ -316,30 +322,32 @@ impl Engine {
     }
 
     /// Logs a link's error, records it in its state and lets the link rest a while.
-    fn trouble(&mut self, link_id: i64, message: &str) {
+    fn trouble(&mut self, link_id: i64, error: &WorkerError) {
         self.clock(link_id).resting_until = Some(Instant::now() + REST);
+        let message = error.to_string();
         let name = in_transaction(|| {
-            Spi::run_with_args(
-                "INSERT INTO syncbridge._link_state AS s (link_id, last_error, last_error_at) VALUES ($1, $2, now()) \
-                 ON CONFLICT (link_id) DO UPDATE SET last_error = EXCLUDED.last_error, last_error_at = now()",
-                &[link_id.into(), message.into()],
-            )
-            .ok();
+            Spi::run_with_args("SELECT syncbridge._link_failed($1, $2)", &[link_id.into(), message.as_str().into()])
+                .ok();
             spi_opt::<String>("SELECT name FROM syncbridge._link WHERE id = $1", &[link_id.into()]).ok().flatten()
         })
         .ok()
         .flatten()
         .unwrap_or_else(|| format!("#{link_id}"));
-        info_span!("link", name = name.as_str()).in_scope(|| warn!("{message}"));
+        info_span!("link", name = name.as_str()).in_scope(|| match error.sqlstate() {
+            Some(code) => warn!("{message} (SQLSTATE {code})"),
+            None => warn!("{message}"),
+        });
     }
 }
 
 /// The value of the link's auth secret, if it names one. A missing secret is an error.
-fn secret(link: &LinkRow) -> Result<Option<String>, String> {
+fn secret(link: &LinkRow) -> Result<Option<String>, WorkerError> {
     let Some(name) = link.conf.auth_secret.as_deref() else { return Ok(None) };
     match spi_opt::<String>("SELECT value FROM syncbridge._secret WHERE name = $1", &[name.into()]) {
         Ok(Some(v)) => Ok(Some(v)),
-        _ => Err(format!("secret \"{name}\" is not set; SELECT syncbridge.set_secret('{name}', ...)")),
+        _ => {
+            Err(WorkerError::Link(format!("secret \"{name}\" is not set; SELECT syncbridge.set_secret('{name}', ...)")))
+        }
     }
 }
 
@@ -348,26 +356,17 @@ fn load_link(link_id: i64) -> Option<LinkRow> {
 }
 
 /// Settles a batch; returns when its soonest retry is due.
-fn settle_batch(link_id: i64, sent: Vec<Sent>) -> Result<Option<Duration>, String> {
+fn settle_batch(link_id: i64, sent: Vec<Sent>) -> Result<Option<Duration>, WorkerError> {
     let result = subxact::run(|| match load_link(link_id) {
         Some(link) => {
             let r = settle::settle(&link, sent);
-            let (delivered, failed) = (r.count("delivered"), r.count("failed"));
+            let (delivered, failed) = (r.count(Status::Delivered), r.count(Status::Failed));
             if delivered > 0 {
-                Spi::run_with_args(
-                    "INSERT INTO syncbridge._link_state AS s (link_id, last_success_at) VALUES ($1, now()) \
-                     ON CONFLICT (link_id) DO UPDATE SET last_success_at = now()",
-                    &[link_id.into()],
-                )
-                .or_raise();
+                Spi::run_with_args("SELECT syncbridge._link_succeeded($1)", &[link_id.into()]).or_raise();
             } else if let Some(reason) = r.first_failure() {
                 // Nothing got through: the link is failing, and link_status says why.
-                Spi::run_with_args(
-                    "INSERT INTO syncbridge._link_state AS s (link_id, last_error, last_error_at) VALUES ($1, $2, now()) \
-                     ON CONFLICT (link_id) DO UPDATE SET last_error = EXCLUDED.last_error, last_error_at = now()",
-                    &[link_id.into(), reason.into()],
-                )
-                .or_raise();
+                Spi::run_with_args("SELECT syncbridge._link_failed($1, $2)", &[link_id.into(), reason.into()])
+                    .or_raise();
             }
             let summary = format!("{delivered} of {} deliveries delivered, {failed} failed", r.len());
             if failed > 0 {
@@ -388,29 +387,29 @@ fn settle_batch(link_id: i64, sent: Vec<Sent>) -> Result<Option<Duration>, Strin
             )
             .or_raise()
         });
-        return Err(e);
+        return Err(e.into());
     }
-    result
+    Ok(result?)
 }
 
 /// Applies what a pull fetched; a pull that stopped early (its error in `stopped`) applies the
 /// pages it read and then reports why it stopped.
-fn apply_pull(link_id: i64, result: Result<Pulled, String>) -> Result<(), String> {
-    let pulled = result?;
+fn apply_pull(link_id: i64, result: Result<Pulled, String>) -> Result<(), WorkerError> {
+    let pulled = result.map_err(WorkerError::Link)?;
     let stopped = pulled.stopped.clone();
     let pages = pulled.pages;
     subxact::run(|| match load_link(link_id) {
         Some(link) if !link.paused => pull::apply(&link, pulled)
             .map(|n| debug!("{n} records from {pages} pages applied"))
-            .map_err(|e| e.to_string()),
+            .map_err(WorkerError::from),
         _ => Ok(()),
     })??;
-    stopped.map_or(Ok(()), Err)
+    stopped.map_or(Ok(()), |e| Err(WorkerError::Link(e)))
 }
 
 /// Runs `f` in a transaction of its own; an ERROR inside rolls it back and comes back as text
 /// instead of ending the worker.
-fn in_transaction<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+fn in_transaction<R>(f: impl FnOnce() -> R) -> Result<R, SqlError> {
     let f = AssertUnwindSafe(f);
     let result = BackgroundWorker::transaction(AssertUnwindSafe(move || subxact::run(move || (f.0)())));
     // A worker never returns to a client loop, which is where backends report their table

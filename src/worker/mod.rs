@@ -9,6 +9,7 @@
 //! (`crate::log`, installed here at start).
 
 mod engine;
+mod error;
 
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags};
 use pgrx::prelude::*;
