@@ -4,6 +4,7 @@
 
 use super::canonical;
 use super::mapping::FieldMap;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::{Map, Value};
 use std::time::{Duration, SystemTime};
 
@@ -163,16 +164,11 @@ pub fn record_url(base: &str, collection: &str, id: Option<&str>) -> String {
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
 pub fn encode_component(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(text, COMPONENT).to_string()
 }
+
+/// What a URL component keeps as it is: RFC 3986's unreserved characters.
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 
 /// How a payload is cut from a row.
 #[derive(Debug, Clone, Copy)]

@@ -13,14 +13,7 @@ pub const HEX_LEN: usize = 32;
 
 /// Hashes canonical JSON text into the stored fingerprint form.
 pub fn of_canonical(text: &str) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let hash = blake3::hash(text.as_bytes());
-    let mut hex = String::with_capacity(HEX_LEN);
-    for b in &hash.as_bytes()[..HEX_LEN / 2] {
-        hex.push(DIGITS[(b >> 4) as usize] as char);
-        hex.push(DIGITS[(b & 15) as usize] as char);
-    }
-    hex
+    blake3::hash(text.as_bytes()).to_hex()[..HEX_LEN].to_owned()
 }
 
 /// The fingerprint of a JSON record, leaving out the top-level fields named in `volatile`.

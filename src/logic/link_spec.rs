@@ -3,6 +3,7 @@
 //! [`SpecError`] that says what was wrong and what to write instead.
 
 use std::fmt;
+use url::Url;
 
 /// The class of a user error; the SQL layer maps each to a SQLSTATE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,33 +278,35 @@ fn check_http_url<'a>(what: &str, url: &'a str) -> Result<&'a str, SpecError> {
             "Give an absolute http:// or https:// URL such as 'https://api.example.com/v1'; put credentials in syncbridge.set_secret, not in the URL.",
         )
     };
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))
-        .ok_or_else(|| bad("the scheme must be http or https"))?;
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(bad("the scheme must be http or https"));
+    }
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(bad("it contains white space"));
     }
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if authority.contains('@') {
-        return Err(bad("it contains credentials"));
-    }
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (host, after) = v6.split_once(']').ok_or_else(|| bad("the IPv6 address is not closed"))?;
-        (host, after.strip_prefix(':'))
-    } else {
-        match authority.split_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (authority, None),
-        }
-    };
-    if host.is_empty() {
+    // WHATWG parsing reads "https:///v1" as the host "v1": an empty authority is refused first.
+    let authority = url.split_once("://").map_or("", |(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or(""));
+    if authority.is_empty() {
         return Err(bad("it has no host"));
     }
-    if port.is_some_and(|p| p.parse::<u16>().map_or(true, |p| p == 0)) {
+    // The url crate parses (WHATWG rules, as browsers and reqwest do); the text is kept as
+    // the user wrote it.
+    let parsed = Url::parse(url).map_err(|e| match e {
+        url::ParseError::EmptyHost => bad("it has no host"),
+        url::ParseError::InvalidPort => bad("the port is not a number from 1 to 65535"),
+        url::ParseError::InvalidIpv6Address => bad("the IPv6 address is not valid"),
+        other => bad(&other.to_string()),
+    })?;
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(bad("it contains credentials"));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(bad("it has no host"));
+    }
+    if parsed.port() == Some(0) {
         return Err(bad("the port is not a number from 1 to 65535"));
     }
-    if rest.contains(['?', '#']) {
+    if parsed.query().is_some() || parsed.fragment().is_some() {
         return Err(bad("it has a query or fragment"));
     }
     Ok(url)
@@ -325,6 +328,8 @@ pub fn check_header_name(key: &str, name: &str) -> Result<(), SpecError> {
 
 /// The URL with any `user:password@` part replaced by `***@`, for messages and logs.
 pub fn redact_url(url: &str) -> String {
+    // Textual, not through the url crate: it re-serialises (percent-encodes) what surrounds
+    // the credentials, and this runs on any text an error may hold, URL or not.
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     match rest[..end].rfind('@') {

@@ -20,6 +20,7 @@ use serde_json::Value;
 pub fn spec(link: &LinkRow, cursor: Option<&str>, headers: Vec<(String, String)>) -> PullSpec {
     let path = link.conf.pull_path.as_deref().unwrap_or(&link.remote_collection);
     let mut url = format!("{}/{}", link.remote_base_url, path.trim_start_matches('/'));
+    // The query: the cursor as one percent-encoded pair, then the fixed text as given.
     let mut query = Vec::new();
     if let (Some(param), Some(cursor)) = (link.conf.cursor_param.as_deref(), cursor) {
         query.push(format!("{}={}", delivery::encode_component(param), delivery::encode_component(cursor)));
@@ -28,8 +29,15 @@ pub fn spec(link: &LinkRow, cursor: Option<&str>, headers: Vec<(String, String)>
         query.push(extra.trim_start_matches(['?', '&']).to_string());
     }
     if !query.is_empty() {
-        url.push(if url.contains('?') { '&' } else { '?' });
-        url.push_str(&query.join("&"));
+        match url::Url::parse(&url) {
+            Ok(mut parsed) => {
+                let joined = parsed.query().into_iter().map(str::to_owned).chain(query).collect::<Vec<_>>().join("&");
+                parsed.set_query(Some(&joined));
+                url = parsed.into();
+            }
+            // The worker reports an unparseable URL when it sends; keep the text.
+            Err(_) => url = format!("{url}{}{}", if url.contains('?') { '&' } else { '?' }, query.join("&")),
+        }
     }
     PullSpec {
         first_url: url,
