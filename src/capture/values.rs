@@ -25,9 +25,12 @@ pub struct Codec {
 
 impl Codec {
     pub fn new(attnum: i16, typid: pg_sys::Oid) -> Self {
+        // SAFETY: a syscache lookup by type OID on the backend's main thread inside a transaction; `typid` comes from
+        // the relation's tuple descriptor, so the type exists.
         let base = unsafe { pg_sys::getBaseType(typid) };
         let mut output_fn = pg_sys::InvalidOid;
         let mut is_varlena = false;
+        // SAFETY: as above, for `base`, the existing base type; both out-pointers are locals.
         unsafe { pg_sys::getTypeOutputInfo(base, &mut output_fn, &mut is_varlena) };
         Self { attnum, kind: kind_of(base), typid: base, output_fn }
     }
