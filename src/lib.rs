@@ -39,6 +39,8 @@ pub extern "C-unwind" fn _PG_init() {
     capture::init();
     outbox::init();
     worker::init();
+    // SAFETY: in _PG_init on the loading process's only thread, after the syncbridge settings are defined; the prefix
+    // is a static NUL-terminated string.
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"syncbridge".as_ptr()) };
 }
 

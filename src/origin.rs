@@ -30,6 +30,8 @@ thread_local! {
 
 /// Registers the setting and the end-of-transaction callback. Called from `_PG_init`.
 pub fn init() {
+    // SAFETY: in _PG_init on the loading process's only thread; from here on ORIGIN belongs to the GUC machinery, the
+    // strings are static and NUL-terminated, and check_origin has the check hook's signature.
     unsafe {
         pg_sys::DefineCustomStringVariable(
             NAME.as_ptr(),
@@ -83,6 +85,8 @@ fn set_local(value: Option<&str>) {
 /// checks that apply to users.
 fn set_internally(value: &CStr, action: pg_sys::GucAction::Type, elevel: pgrx::PgLogLevel) {
     INTERNAL_SET.with(|f| f.set(true));
+    // SAFETY: on the backend's main thread inside a transaction (with_origin's callers and the pre-commit callback);
+    // name and value are NUL-terminated, and an ERROR at `elevel` unwinds through pgrx's FFI guard.
     unsafe {
         pg_sys::set_config_option(
             NAME.as_ptr(),
@@ -98,6 +102,9 @@ fn set_internally(value: &CStr, action: pg_sys::GucAction::Type, elevel: pgrx::P
     INTERNAL_SET.with(|f| f.set(false));
 }
 
+/// # Safety
+/// Called by PostgreSQL only, as the setting's check hook on the backend's main thread: `newval` points to the
+/// proposed value (a NUL-terminated string or NULL).
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn check_origin(
     newval: *mut *mut c_char,
@@ -137,6 +144,9 @@ unsafe extern "C-unwind" fn check_origin(
 
 /// Clears a value set with a plain `SET` inside the transaction block; `SET LOCAL` and the
 /// extension's own settings are reverted by the GUC stack anyway (also on abort).
+///
+/// # Safety
+/// Called by PostgreSQL only, as a transaction callback on the backend's main thread.
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn clear_at_commit(event: pg_sys::XactEvent::Type, _arg: *mut c_void) {
     let ending =

@@ -61,6 +61,7 @@ thread_local! {
 }
 
 pub fn init() {
+    // SAFETY: in _PG_init on the backend's main thread; `on_xact` and `on_subxact` have the callbacks' signatures.
     unsafe {
         pg_sys::RegisterXactCallback(Some(on_xact), std::ptr::null_mut());
         pg_sys::RegisterSubXactCallback(Some(on_subxact), std::ptr::null_mut());
@@ -86,6 +87,8 @@ pub fn extend(link_id: i64, op: Op, origin: Option<&str>, new_keys: Vec<String>)
 }
 
 fn with_group(link_id: i64, op: Op, origin: Option<&str>, f: impl FnOnce(&mut Keys)) {
+    // SAFETY: reads the current subtransaction id; called from capture triggers, on the backend's main thread inside
+    // a transaction.
     let subxact = unsafe { pg_sys::GetCurrentSubTransactionId() };
     PENDING.with(|p| {
         let mut groups = p.borrow_mut();
@@ -128,6 +131,8 @@ fn flush_capture() -> i64 {
     n
 }
 
+/// # Safety
+/// Called by PostgreSQL only, as a transaction callback on the backend's main thread.
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut c_void) {
     use pg_sys::XactEvent::*;
@@ -140,6 +145,8 @@ unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut c
     }
 }
 
+/// # Safety
+/// Called by PostgreSQL only, as a subtransaction callback on the backend's main thread.
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn on_subxact(
     event: pg_sys::SubXactEvent::Type,

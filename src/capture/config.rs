@@ -76,9 +76,12 @@ thread_local! {
 }
 
 pub fn init() {
+    // SAFETY: in _PG_init on the backend's main thread; `invalidate` has the relcache callback's signature.
     unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(invalidate), pg_sys::Datum::from(0)) };
 }
 
+/// # Safety
+/// Called by PostgreSQL only, as a relcache invalidation callback on the backend's main thread.
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn invalidate(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
     LAST.with(|last| match last.try_borrow_mut() {
@@ -122,6 +125,7 @@ pub unsafe fn get(link_id: i64, rel: pg_sys::Relation) -> Rc<CaptureConfig> {
         CACHE.with(|c| c.borrow_mut().clear());
         LAST.with(|l| *l.borrow_mut() = None);
     }
+    // SAFETY: `rel` is the open relation of the firing trigger (the caller's guarantee).
     let relid = unsafe { (*rel).rd_id };
     if let Some(cfg) = CACHE.with(|c| c.borrow().get(&(link_id, relid)).cloned()) {
         return cfg;
@@ -132,6 +136,7 @@ pub unsafe fn get(link_id: i64, rel: pg_sys::Relation) -> Rc<CaptureConfig> {
 }
 
 fn load(link_id: i64, rel: pg_sys::Relation) -> Result<CaptureConfig, SyncError> {
+    // SAFETY: `rel` is the firing trigger's open relation, passed down from `get`, whose caller guarantees it.
     let relid = unsafe { (*rel).rd_id };
     let stored = crate::catalog::owner::as_extension_owner(|| {
         Spi::get_one_with_args::<JsonB>("SELECT syncbridge._capture_config($1, $2)", &[link_id.into(), relid.into()])
@@ -204,6 +209,8 @@ fn load(link_id: i64, rel: pg_sys::Relation) -> Result<CaptureConfig, SyncError>
 fn table_columns(rel: pg_sys::Relation) -> (Vec<Column>, HashMap<i16, pg_sys::Oid>) {
     let mut columns = Vec::new();
     let mut typids = HashMap::new();
+    // SAFETY: `rel` is the firing trigger's open relation (from `get`); its descriptor holds `natts` attributes, each
+    // with a NUL-terminated name.
     unsafe {
         let desc = (*rel).rd_att;
         for i in 0..(*desc).natts as usize {

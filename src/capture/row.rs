@@ -119,6 +119,9 @@ pub unsafe extern "C-unwind" fn syncbridge_capture_row(fcinfo: pg_sys::FunctionC
 
 /// Whether an update is worth sending: a watched field changed (links that watch fields),
 /// else the fingerprint changed (or the old row has none yet).
+///
+/// # Safety
+/// `old` and `new` must be tuples described by `desc`, the trigger's relation of `cfg`, during the trigger's call.
 unsafe fn changed(
     cfg: &CaptureConfig,
     old: pg_sys::HeapTuple,
@@ -139,6 +142,10 @@ unsafe fn changed(
 
 /// The `ownership` guard's question for a write under the link's own flag: did it change
 /// only fields the remote owns? (An insert "changes" every field.)
+///
+/// # Safety
+/// `old` (if any) and `new` must be tuples described by `desc`, the trigger's relation of `cfg`, during the trigger's
+/// call.
 unsafe fn only_remote_owned_changed(
     cfg: &CaptureConfig,
     old: Option<pg_sys::HeapTuple>,
@@ -159,6 +166,8 @@ unsafe fn only_remote_owned_changed(
         .all(|f| f.remote_owned || old.is_some_and(|old| text(old, f) == text(new, f)))
 }
 
+/// # Safety
+/// `tuple` must be a tuple described by `desc`, the trigger's relation of `cfg`, during the trigger's call.
 unsafe fn write_fields(
     cfg: &CaptureConfig,
     w: &mut RecordWriter,
@@ -181,6 +190,9 @@ unsafe fn write_fields(
 }
 
 /// Writes the key of `tuple` into `out`.
+///
+/// # Safety
+/// `tuple` must be a tuple described by `desc`, the trigger's relation of `cfg`, during the trigger's call.
 unsafe fn key_of(cfg: &CaptureConfig, tuple: pg_sys::HeapTuple, desc: pg_sys::TupleDesc, out: &mut String) {
     let mut isnull = false;
     let datum = pg_sys::heap_getattr(tuple, cfg.key.attnum as i32, desc, &mut isnull);
@@ -190,6 +202,9 @@ unsafe fn key_of(cfg: &CaptureConfig, tuple: pg_sys::HeapTuple, desc: pg_sys::Tu
 /// Whether `tuple` is the very tuple the executor will store, in backend-local memory: the
 /// materialized tuple of the trigger's heap slot. Only then may it be changed in place (and
 /// returned as it is) instead of being copied with the changes.
+///
+/// # Safety
+/// `td` must be the current trigger call's data (its slots valid or null).
 unsafe fn owns_tuple(td: &pg_sys::TriggerData, op: u32, tuple: pg_sys::HeapTuple) -> bool {
     let slot = if op == pg_sys::TRIGGER_EVENT_UPDATE { td.tg_newslot } else { td.tg_trigslot };
     if slot.is_null() {
@@ -208,6 +223,10 @@ unsafe fn owns_tuple(td: &pg_sys::TriggerData, op: u32, tuple: pg_sys::HeapTuple
 
 /// Writes `text` over a text value stored inside `tuple` that has the same length (plain,
 /// not compressed or out of line). Returns whether it did.
+///
+/// # Safety
+/// `tuple` must be a valid tuple the caller may change in place, and `datum` a non-null text value (inside `tuple` or
+/// not: that is checked).
 unsafe fn overwrite(tuple: pg_sys::HeapTuple, datum: pg_sys::Datum, text: &str) -> bool {
     let p = datum.cast_mut_ptr::<pg_sys::varlena>();
     // Only bytes of the tuple itself (a value can also come from elsewhere: the default of a
@@ -232,6 +251,9 @@ unsafe fn overwrite(tuple: pg_sys::HeapTuple, datum: pg_sys::Datum, text: &str) 
 }
 
 /// A text column's value, or `None` for NULL.
+///
+/// # Safety
+/// `tuple` must be a tuple described by `desc`, and `attnum` a text column of it.
 unsafe fn text_attr<'a>(
     tuple: pg_sys::HeapTuple,
     attnum: i16,
@@ -242,6 +264,8 @@ unsafe fn text_attr<'a>(
     (!isnull).then(|| text_of(datum))
 }
 
+/// # Safety
+/// On the backend's main thread inside a transaction: the text is palloc'd in the current memory context.
 unsafe fn text_datum(s: &str) -> pg_sys::Datum {
     pg_sys::Datum::from(pg_sys::cstring_to_text_with_len(s.as_ptr().cast(), s.len() as i32))
 }

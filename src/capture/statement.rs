@@ -86,6 +86,9 @@ impl<'a> Digester<'a> {
     /// The watched fields' canonical text when the link watches fields; else the stored
     /// fingerprint when the link tracks columns; else the fingerprint computed here. `None`
     /// when there is nothing to compare with (a row from before the link was created).
+    ///
+    /// # Safety
+    /// `slot` must hold a row of the trigger's relation (a transition-table tuple), during the trigger's call.
     unsafe fn of(&mut self, slot: *mut pg_sys::TupleTableSlot) -> Option<String> {
         if !self.cfg.has_watched {
             if let Some((_, fp_att)) = self.cfg.tracking {
@@ -108,6 +111,8 @@ impl<'a> Digester<'a> {
     }
 }
 
+/// # Safety
+/// `slot` must hold a row of the trigger's relation, during the trigger's call.
 unsafe fn key_of(cfg: &CaptureConfig, slot: *mut pg_sys::TupleTableSlot) -> String {
     let mut isnull = false;
     let datum = pg_sys::slot_getattr(slot, cfg.key.attnum as i32, &mut isnull);
@@ -116,6 +121,10 @@ unsafe fn key_of(cfg: &CaptureConfig, slot: *mut pg_sys::TupleTableSlot) -> Stri
 
 /// Calls `f` with each tuple of a transition table, through a read pointer of our own so
 /// that other AFTER triggers reading the same table are not disturbed.
+///
+/// # Safety
+/// `store` must be a transition table of the current trigger call (or null), and `desc` its relation's tuple
+/// descriptor.
 unsafe fn for_each_row(
     store: *mut pg_sys::Tuplestorestate,
     desc: pg_sys::TupleDesc,

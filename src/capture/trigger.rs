@@ -44,6 +44,9 @@ pub unsafe fn trigger_data<'a>(
 }
 
 /// The link id given as the trigger's only argument.
+///
+/// # Safety
+/// `td` must be the trigger data PostgreSQL passed to the current call (`tg_trigger` and its `tgargs` valid).
 pub unsafe fn link_id(td: &pg_sys::TriggerData, func: &str) -> i64 {
     let trig = &*td.tg_trigger;
     if trig.tgnargs != 1 {

@@ -25,9 +25,12 @@ pub struct Codec {
 
 impl Codec {
     pub fn new(attnum: i16, typid: pg_sys::Oid) -> Self {
+        // SAFETY: a syscache lookup by type OID on the backend's main thread inside a transaction; `typid` comes from
+        // the relation's tuple descriptor, so the type exists.
         let base = unsafe { pg_sys::getBaseType(typid) };
         let mut output_fn = pg_sys::InvalidOid;
         let mut is_varlena = false;
+        // SAFETY: as above, for `base`, the existing base type; both out-pointers are locals.
         unsafe { pg_sys::getTypeOutputInfo(base, &mut output_fn, &mut is_varlena) };
         Self { attnum, kind: kind_of(base), typid: base, output_fn }
     }
@@ -164,6 +167,22 @@ pub(crate) unsafe fn text_of<'a>(datum: pg_sys::Datum) -> std::borrow::Cow<'a, s
         String::from_utf8_lossy(bytes)
     }
 }
+
+// `numeric_parts` reads the on-disk layout of `numeric` as PostgreSQL 15's numeric.c defines it
+// (header bits, short and long forms). That layout is not part of any API: built for another
+// server version, this code must be re-checked against that version's numeric.c first. This
+// compile-time check is the real guard for the running server too: pgrx's `pg_module_magic!`
+// stamps PG_VERSION_NUM / 100 into the library's magic block, and PostgreSQL refuses to load a
+// library built for another major version, so no check at load time is needed.
+#[cfg(not(feature = "pg15"))]
+compile_error!(
+    "capture/values.rs: numeric_parts reads the on-disk numeric layout of PostgreSQL 15 (numeric.c); \
+     re-check it against the target version's numeric.c before building for another server version"
+);
+const _: () = assert!(
+    pg_sys::PG_VERSION_NUM >= 150000 && pg_sys::PG_VERSION_NUM < 160000,
+    "numeric_parts reads PostgreSQL 15's on-disk numeric layout; re-check it for this server version"
+);
 
 /// A finite `numeric` in its stored form: (negative, weight, base-10000 digits as stored:
 /// 16-bit words in native byte order); `None` for

@@ -378,6 +378,8 @@ fn fingerprint(record: JsonB, volatile: default!(Vec<String>, "'{}'")) -> String
 /// Managing links installs triggers and columns on tables and, later, reaches remote systems
 /// with stored secrets: superusers only.
 fn require_superuser(func: &str) {
+    // SAFETY: superuser() looks up the current user's role (a syscache read), on the backend's main thread inside the
+    // SQL call's transaction.
     if !unsafe { pg_sys::superuser() } {
         SyncError::new(
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,

@@ -87,8 +87,11 @@ pub fn invalidate_table(relid: pg_sys::Oid) {
     if exists.ok().flatten() != Some(true) {
         return;
     }
+    // SAFETY: in a transaction on the backend's main thread; `relid` is an existing relation (checked just above), as
+    // the relcache lookup requires; the invalidation is sent at commit.
     unsafe { pg_sys::CacheInvalidateRelcacheByRelid(relid) };
     for part in partitions.into_iter().filter(|p| *p != relid) {
+        // SAFETY: as above; each partition comes from pg_partition_tree of that relation in this transaction.
         unsafe { pg_sys::CacheInvalidateRelcacheByRelid(part) };
     }
 }

@@ -18,11 +18,14 @@ pub fn as_extension_owner<R>(body: impl FnOnce() -> R) -> R {
 /// functions make it). On an ERROR inside `body`, the (sub)transaction abort puts it back.
 pub fn as_user<R>(user: pg_sys::Oid, body: impl FnOnce() -> R) -> R {
     let (mut saved, mut ctx) = (pg_sys::InvalidOid, 0);
+    // SAFETY: reads and sets the session's user id on the backend's main thread; if `body` raises an ERROR the
+    // (sub)transaction abort restores it.
     unsafe {
         pg_sys::GetUserIdAndSecContext(&mut saved, &mut ctx);
         pg_sys::SetUserIdAndSecContext(user, ctx | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32);
     }
     let result = body();
+    // SAFETY: restores the user id and security context read above, on the same thread.
     unsafe { pg_sys::SetUserIdAndSecContext(saved, ctx) };
     result
 }

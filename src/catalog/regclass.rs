@@ -9,6 +9,8 @@ use pgrx::{FromDatum, IntoDatum};
 pub struct Regclass(pub pg_sys::Oid);
 
 impl FromDatum for Regclass {
+    /// # Safety
+    /// As [`FromDatum`] requires: a non-null `datum` is a regclass, an OID by value.
     unsafe fn from_polymorphic_datum(datum: pg_sys::Datum, is_null: bool, _typoid: pg_sys::Oid) -> Option<Self> {
         // SAFETY: a regclass datum is an OID by value.
         unsafe { pg_sys::Oid::from_datum(datum, is_null) }.map(Regclass)
@@ -29,9 +31,12 @@ pgrx::impl_sql_translatable!(Regclass, "regclass");
 
 // SAFETY: the argument's datum is a regclass, an OID by value, which `FromDatum` reads.
 unsafe impl<'fcx> pgrx::callconv::ArgAbi<'fcx> for Regclass {
+    /// # Safety
+    /// As [`pgrx::callconv::ArgAbi`] requires: the argument is a non-null regclass.
     unsafe fn unbox_arg_unchecked(arg: pgrx::callconv::Arg<'_, 'fcx>) -> Self {
         let index = arg.index();
-        // SAFETY: as the trait requires of the caller.
+        // SAFETY: the argument is a regclass, as the caller guarantees (ArgAbi's contract); a null one comes
+        // back as None, not read.
         unsafe { arg.unbox_arg_using_from_datum() }.unwrap_or_else(|| panic!("argument {index} must not be null"))
     }
 }

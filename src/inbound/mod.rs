@@ -54,6 +54,8 @@ fn apply_inbound(
         name!(reason, Option<String>),
     ),
 > {
+    // SAFETY: superuser() looks up the current user's role (a syscache read), on the backend's main thread inside the
+    // SQL call's transaction.
     if !unsafe { pg_sys::superuser() } {
         SyncError::new(
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,

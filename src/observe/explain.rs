@@ -18,6 +18,8 @@ use serde_json::{json, Map, Value};
 #[pg_extern(stable)]
 #[search_path(pg_catalog, pg_temp)]
 fn explain(link: &str, local_key: &str) -> JsonB {
+    // SAFETY: superuser() looks up the current user's role (a syscache read), on the backend's main thread inside the
+    // SQL call's transaction.
     if !unsafe { pg_sys::superuser() } {
         SyncError::new(
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,

@@ -50,6 +50,9 @@ pub fn enqueue_with_fields(link_id: i64, op: Op, keys: &[&str], origin: Option<&
         return;
     }
     super::wake::at_commit();
+    // SAFETY: in a transaction on the backend's main thread (the capture pre-commit, the worker); the outbox is
+    // opened and locked here, its 7 columns checked before any tuple is formed from its descriptor, and the index and
+    // table are closed before returning.
     unsafe {
         let oids = outbox_oids();
         let rel = pg_sys::table_open(oids.table, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
@@ -118,6 +121,8 @@ pub fn enqueue_with_fields(link_id: i64, op: Op, keys: &[&str], origin: Option<&
     }
 }
 
+// SAFETY: the declaration matches PostgreSQL 15's commands/sequence.h: `int64 nextval_internal(Oid relid, bool
+// check_permissions)`.
 unsafe extern "C-unwind" {
     /// `commands/sequence.h`: the next value of a sequence, without the SQL function's
     /// privilege check when `check_permissions` is false. Not in pgrx's bindings.
@@ -127,6 +132,9 @@ unsafe extern "C-unwind" {
 
 /// [`nextval_internal_unguarded`] behind pgrx's FFI guard, so its ERRORs (sequence
 /// exhausted) unwind as they should.
+///
+/// # Safety
+/// In a transaction on the backend's main thread; `relid` must be a sequence.
 unsafe fn nextval_internal(relid: pg_sys::Oid, check_permissions: bool) -> i64 {
     pg_sys::ffi::pg_guard_ffi_boundary(|| nextval_internal_unguarded(relid, check_permissions))
 }
@@ -163,6 +171,9 @@ fn element_size(len: usize) -> usize {
 /// A one-dimensional `text[]` without NULLs holding `items`, written in one allocation in
 /// the layout of `utils/array.h` (header, dimension, lower bound, then each element with a
 /// 4-byte length word, int-aligned). `None` when there are no items.
+///
+/// # Safety
+/// On the backend's main thread: the array is palloc'd in the current memory context.
 unsafe fn text_array<'a>(items: impl ExactSizeIterator<Item = &'a str> + Clone) -> Option<pg_sys::Datum> {
     const HEADER: usize = std::mem::size_of::<pg_sys::ArrayType>() + 2 * std::mem::size_of::<i32>();
     let n = items.len();
@@ -203,9 +214,12 @@ thread_local! {
 
 /// Registers the cache invalidation callback. Called from `_PG_init`.
 pub fn init() {
+    // SAFETY: in _PG_init on the backend's main thread; `forget_oids` has the relcache callback's signature.
     unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(forget_oids), pg_sys::Datum::from(0)) };
 }
 
+/// # Safety
+/// Called by PostgreSQL only, as a relcache invalidation callback on the backend's main thread.
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn forget_oids(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
     OIDS.with(|o| {
@@ -216,6 +230,9 @@ unsafe extern "C-unwind" fn forget_oids(_arg: pg_sys::Datum, relid: pg_sys::Oid)
 }
 
 /// The OIDs of `syncbridge.outbox`, its id sequence and its index (syscache lookups, no SQL).
+///
+/// # Safety
+/// In a transaction on the backend's main thread (syscache lookups).
 unsafe fn outbox_oids() -> OutboxOids {
     if let Some(ids) = OIDS.with(|o| o.get()) {
         return ids;

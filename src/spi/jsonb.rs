@@ -31,13 +31,19 @@ pub struct Jsonb(pub Value);
 const MAX_DEPTH: usize = 128;
 
 impl FromDatum for Jsonb {
+    /// # Safety
+    /// As [`FromDatum`] requires: a non-null `datum` is a (possibly toasted) jsonb, read on the backend's main
+    /// thread.
     unsafe fn from_polymorphic_datum(datum: pg_sys::Datum, is_null: bool, _typoid: pg_sys::Oid) -> Option<Self> {
+        // SAFETY: not null here, and the caller guarantees (FromDatum's contract) that the datum is a jsonb.
         (!is_null).then(|| Jsonb(unsafe { to_value(datum) }))
     }
 }
 
 impl IntoDatum for Jsonb {
     fn into_datum(self) -> Option<pg_sys::Datum> {
+        // SAFETY: pgrx converts return values and SPI arguments on the backend's main thread while a query runs, so
+        // inside a transaction.
         Some(unsafe { from_value(&self.0) })
     }
 
@@ -46,17 +52,29 @@ impl IntoDatum for Jsonb {
     }
 }
 
+// SAFETY: arguments are unboxed through `FromDatum` above, which reads a jsonb: the SQL type `SqlTranslatable`
+// declares for them.
 unsafe impl<'fcx> ArgAbi<'fcx> for Jsonb {
+    /// # Safety
+    /// As [`ArgAbi`] requires: the argument is a non-null jsonb.
     unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
         let index = arg.index();
+        // SAFETY: the argument is jsonb, as the caller guarantees (ArgAbi's contract); a null one comes back as None,
+        // not read.
         unsafe { arg.unbox_arg_using_from_datum() }.unwrap_or_else(|| panic!("argument {index} must not be null"))
     }
 
+    /// # Safety
+    /// As [`ArgAbi`] requires: the argument is a jsonb or null.
     unsafe fn unbox_nullable_arg(arg: Arg<'_, 'fcx>) -> Nullable<Self> {
+        // SAFETY: the argument is jsonb or null, as the caller guarantees; `FromDatum` turns null into None without
+        // reading it.
         unsafe { arg.unbox_arg_using_from_datum() }.into()
     }
 }
 
+// SAFETY: the SQL type declared here, jsonb, is the one `FromDatum`/`IntoDatum` above read and write (`type_oid` is
+// JSONBOID).
 unsafe impl SqlTranslatable for Jsonb {
     const TYPE_IDENT: &'static str = concat!(module_path!(), "::Jsonb");
     const TYPE_ORIGIN: TypeOrigin = TypeOrigin::External;
@@ -67,8 +85,11 @@ unsafe impl SqlTranslatable for Jsonb {
 /// The value of a jsonb datum.
 ///
 /// # Safety
-/// `datum` must be a (possibly toasted) jsonb.
+/// `datum` must be a (possibly toasted) jsonb, read on the backend's main thread (detoasting may
+/// read the table and raise an ERROR).
 pub unsafe fn to_value(datum: pg_sys::Datum) -> Value {
+    // SAFETY: `datum` is a jsonb (the caller's guarantee); its detoasted root is what JsonbIteratorInit walks, and
+    // `v` (a C struct, valid zeroed) is filled by JsonbIteratorNext before each read.
     unsafe {
         let jb = pg_sys::pg_detoast_datum(datum.cast_mut_ptr()) as *mut pg_sys::Jsonb;
         let mut it = pg_sys::JsonbIteratorInit(&mut (*jb).root);
@@ -136,7 +157,14 @@ fn add(open: &mut [(Value, Option<String>)], value: Value) {
 }
 
 /// A jsonb string (or key) as UTF-8.
+///
+/// # Safety
+/// `v` must be a jbvString (a string or a key) of a jsonb read on the backend's main thread, its `val` pointing to
+/// `len` bytes that outlive the result.
 unsafe fn text(v: &pg_sys::JsonbValue) -> Cow<'_, str> {
+    // SAFETY: `val.string` is the live union field, pointing to `len` bytes (the caller's guarantee); PostgreSQL
+    // stores jsonb strings validated in the database encoding, so valid UTF-8 in a UTF-8 database; pg_server_to_any
+    // returns its input or a NUL-terminated palloc'd copy.
     unsafe {
         let s = v.val.string;
         let bytes = std::slice::from_raw_parts(s.val as *const u8, s.len as usize);
@@ -154,7 +182,12 @@ unsafe fn text(v: &pg_sys::JsonbValue) -> Cow<'_, str> {
     }
 }
 
+/// # Safety
+/// `v` must be a scalar that JsonbIteratorNext filled (its `type_` names the live union field), read on the backend's
+/// main thread inside a transaction.
 unsafe fn scalar(v: &pg_sys::JsonbValue) -> Value {
+    // SAFETY: each arm reads the union field `type_` names (the caller's guarantee); a jbvNumeric points to a valid
+    // numeric, and numeric_out returns a NUL-terminated palloc'd string.
     unsafe {
         match v.type_ {
             jbvType::jbvString => Value::String(text(v).into_owned()),
@@ -175,8 +208,12 @@ unsafe fn scalar(v: &pg_sys::JsonbValue) -> Value {
 /// A jsonb datum holding `value`, in the current memory context.
 ///
 /// # Safety
-/// Must be called in a backend, inside a transaction.
+/// Must be called on the backend's main thread, inside a transaction (it pallocs and may raise an
+/// ERROR).
 pub unsafe fn from_value(value: &Value) -> pg_sys::Datum {
+    // SAFETY: on the backend's main thread in a transaction (the caller's guarantee); each value pushed is
+    // initialised (zeroed, then its type and field set), BEGIN/END pushes pair up, and the strings they point to live
+    // until JsonbValueToJsonb copies them.
     unsafe {
         // pushJsonbValue keeps pointers to the strings (into `value`, alive throughout) until
         // JsonbValueToJsonb copies them into the new datum.
@@ -199,7 +236,13 @@ pub unsafe fn from_value(value: &Value) -> pg_sys::Datum {
 
 /// Pushes a container (object or array) and everything in it; returns what
 /// `pushJsonbValue` returns for its end.
+///
+/// # Safety
+/// As for [`from_value`]; `value` must be an object or an array, and `state` the parse state of the jsonb being built
+/// (null before its first push).
 unsafe fn push(state: &mut *mut pg_sys::JsonbParseState, value: &Value) -> *mut pg_sys::JsonbValue {
+    // SAFETY: as `from_value`'s caller guarantees; BEGIN and END are pushed in pairs, keys are jbvString values, and
+    // the strings pushed live in `value` (or are palloc'd) until the jsonb is built.
     unsafe {
         match value {
             Value::Object(map) => {
@@ -225,7 +268,12 @@ unsafe fn push(state: &mut *mut pg_sys::JsonbParseState, value: &Value) -> *mut 
 
 /// Pushes a member of a container: a nested container whole, a scalar as `token` (an
 /// object's value or an array's element).
+///
+/// # Safety
+/// As for [`push`]; `token` must be WJB_VALUE right after a key, or WJB_ELEM inside an array.
 unsafe fn push_item(state: &mut *mut pg_sys::JsonbParseState, item: &Value, token: pg_sys::JsonbIteratorToken::Type) {
+    // SAFETY: as for `push`: a container is pushed whole, a scalar as an initialised value with the token its place
+    // requires.
     unsafe {
         if item.is_object() || item.is_array() {
             push(state, item);
@@ -237,6 +285,10 @@ unsafe fn push_item(state: &mut *mut pg_sys::JsonbParseState, item: &Value, toke
 }
 
 /// A jsonb string holding `s`, in the database encoding. Points into `s` when that is UTF-8.
+///
+/// # Safety
+/// On the backend's main thread inside a transaction (converting pallocs and may raise an ERROR); the result may
+/// point into `s`, which must outlive it.
 unsafe fn string_value(s: &str) -> pg_sys::JsonbValue {
     if s.contains('\0') {
         SyncError::new(
@@ -249,20 +301,31 @@ unsafe fn string_value(s: &str) -> pg_sys::JsonbValue {
     let (ptr, len) = if utf8_database() {
         (s.as_ptr() as *mut std::ffi::c_char, s.len())
     } else {
+        // SAFETY: `s` points to `s.len()` bytes of UTF-8; pg_any_to_server returns `s` itself or a NUL-terminated
+        // palloc'd copy.
         let p = unsafe { pg_sys::pg_any_to_server(s.as_ptr().cast(), s.len() as i32, pg_sys::pg_enc::PG_UTF8 as i32) };
-        let len =
-            if std::ptr::eq(p, s.as_ptr().cast()) { s.len() } else { unsafe { CStr::from_ptr(p) }.to_bytes().len() };
+        let len = if std::ptr::eq(p, s.as_ptr().cast()) {
+            s.len()
+        } else {
+            // SAFETY: `p` is not `s`, so it is the NUL-terminated copy pg_any_to_server made.
+            unsafe { CStr::from_ptr(p) }.to_bytes().len()
+        };
         (p, len)
     };
+    // SAFETY: JsonbValue is a C struct of integers, bools and pointers, for which all zeros is a valid value.
     let mut v: pg_sys::JsonbValue = unsafe { std::mem::zeroed() };
     v.type_ = jbvType::jbvString;
     v.val.string = pg_sys::JsonbValue__bindgen_ty_1__bindgen_ty_1 { len: len as i32, val: ptr };
     v
 }
 
+/// # Safety
+/// As for [`string_value`]: on the backend's main thread inside a transaction; a string's result points into `value`.
 unsafe fn scalar_value(value: &Value) -> pg_sys::JsonbValue {
+    // SAFETY: JsonbValue is a C struct of integers, bools and pointers, for which all zeros is a valid value.
     let mut v: pg_sys::JsonbValue = unsafe { std::mem::zeroed() };
     match value {
+        // SAFETY: this function's caller upholds string_value's requirements, which are the same as its own.
         Value::String(s) => return unsafe { string_value(s) },
         Value::Bool(b) => {
             v.type_ = jbvType::jbvBool;
@@ -270,6 +333,8 @@ unsafe fn scalar_value(value: &Value) -> pg_sys::JsonbValue {
         }
         Value::Number(n) => {
             let text = CString::new(n.to_string()).expect("a JSON number has no NUL");
+            // SAFETY: numeric_in gets its three arguments (a NUL-terminated string that outlives the call, no type
+            // OID, typmod -1), called in a transaction as the caller guarantees.
             let numeric = unsafe {
                 direct_function_call_as_datum(
                     pg_sys::numeric_in,

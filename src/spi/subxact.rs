@@ -53,6 +53,9 @@ pub fn run_unless_transient<R>(f: impl FnOnce() -> R) -> Result<R, SqlError> {
 /// Runs `f` in a subtransaction; an ERROR whose code `catch` refuses is raised again after
 /// the rollback.
 fn run_catching<R>(f: impl FnOnce() -> R, catch: fn(PgSqlErrorCode) -> bool) -> Result<R, SqlError> {
+    // SAFETY: on the backend's main thread inside a transaction (every caller runs in one); the subtransaction begun
+    // here is released or rolled back exactly once, by one of the two closures, which also restore the caller's
+    // memory context and resource owner.
     unsafe {
         let ctx = pg_sys::CurrentMemoryContext;
         let owner = pg_sys::CurrentResourceOwner;

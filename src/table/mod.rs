@@ -122,6 +122,8 @@ impl TableStatements {
 /// does for a function with that SET clause (on an ERROR the (sub)transaction's abort puts
 /// it back).
 fn as_function_body<R>(body: impl FnOnce() -> R) -> R {
+    // SAFETY: on the backend's main thread inside a transaction; the GUC nest level opened here is closed by
+    // AtEOXact_GUC after `body`, or by the (sub)transaction abort if `body` raises an ERROR.
     unsafe {
         let nest = pg_sys::NewGUCNestLevel();
         pg_sys::set_config_option(

@@ -87,11 +87,11 @@ fn owner_of(relid: pg_sys::Oid) -> pg_sys::Oid {
 }
 
 fn table_name(relid: pg_sys::Oid) -> String {
-    // SAFETY: returns a palloc'd name or NULL.
+    // SAFETY: a syscache lookup by OID inside a transaction; returns a palloc'd name or NULL.
     let name = unsafe { pg_sys::get_rel_name(relid) };
     if name.is_null() {
         return format!("#{}", relid.to_u32());
     }
-    // SAFETY: a NUL-terminated string PostgreSQL just made.
+    // SAFETY: not NULL, so the NUL-terminated name get_rel_name just palloc'd.
     unsafe { std::ffi::CStr::from_ptr(name) }.to_string_lossy().into_owned()
 }

@@ -52,6 +52,8 @@ impl<T: Send + 'static> Transport<T> {
 }
 
 fn block_all_signals() -> libc::sigset_t {
+    // SAFETY: sigfillset and pthread_sigmask write only the two local sigset_t values (valid zeroed) and this
+    // thread's signal mask.
     unsafe {
         let mut all: libc::sigset_t = std::mem::zeroed();
         let mut old: libc::sigset_t = std::mem::zeroed();
@@ -62,6 +64,8 @@ fn block_all_signals() -> libc::sigset_t {
 }
 
 fn restore_signals(saved: &libc::sigset_t) {
+    // SAFETY: `saved` is a mask pthread_sigmask filled in `block_all_signals`; this only sets the calling thread's
+    // mask.
     unsafe {
         libc::pthread_sigmask(libc::SIG_SETMASK, saved, std::ptr::null_mut());
     }

@@ -142,6 +142,8 @@ impl Engine {
                 break;
             }
             if BackgroundWorker::sighup_received() {
+                // SAFETY: on the worker's main thread between transactions, after a SIGHUP, as PostgreSQL's own
+                // processes reread the configuration.
                 unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
                 crate::log::set_level(settings::log_threshold());
                 // A new retention applies at once.
@@ -414,6 +416,7 @@ fn in_transaction<R>(f: impl FnOnce() -> R) -> Result<R, SqlError> {
     let result = BackgroundWorker::transaction(AssertUnwindSafe(move || subxact::run(move || (f.0)())));
     // A worker never returns to a client loop, which is where backends report their table
     // statistics; without them autovacuum would not see the outbox and _pending churn.
+    // SAFETY: on the worker's main thread after the transaction has ended: pgstat_report_stat must run outside one.
     unsafe { pg_sys::pgstat_report_stat(false) };
     result
 }

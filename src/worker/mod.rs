@@ -17,6 +17,8 @@ use std::time::Duration;
 
 /// Registers the workers; only possible while the postmaster loads preloaded libraries.
 pub fn init() {
+    // SAFETY: a plain read of a flag the postmaster sets while it loads preloaded libraries; _PG_init runs on the
+    // process's only thread.
     if !unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         return;
     }
@@ -40,7 +42,9 @@ pub extern "C-unwind" fn syncbridge_worker_main(_arg: pg_sys::Datum) {
     let db = BackgroundWorker::get_extra().to_string();
     BackgroundWorker::connect_worker_to_spi(Some(&db), None);
     pin_search_path();
+    // SAFETY: on the worker's main thread after it has connected; the name is a static NUL-terminated string.
     unsafe { pg_sys::pgstat_report_appname(c"pg_syncbridge".as_ptr()) };
+    // SAFETY: MyDatabaseId is set by connect_worker_to_spi above and never changes afterwards.
     crate::outbox::wake::announce(unsafe { pg_sys::MyDatabaseId });
     let transport = match crate::transport::Transport::start(2, wake_self) {
         Ok(t) => t,
@@ -56,6 +60,8 @@ pub extern "C-unwind" fn syncbridge_worker_main(_arg: pg_sys::Datum) {
     // Exit code 1: the postmaster starts the worker again after its restart time, unless the
     // server is shutting down (so pg_terminate_backend() restarts it, like a crash would).
     log!("pg_syncbridge: worker for database \"{db}\" stopped");
+    // SAFETY: on the worker's main thread, outside any transaction; proc_exit runs the exit callbacks and does not
+    // return.
     unsafe { pg_sys::proc_exit(1) };
 }
 
@@ -79,6 +85,8 @@ fn pin_search_path() {
 /// Runs on a transport thread: SIGUSR1 to our own process reaches the main thread (the only
 /// one with signals unblocked), whose handler sets the latch.
 fn wake_self() {
+    // SAFETY: kill(2) on our own pid touches no memory; PostgreSQL's SIGUSR1 handler (procsignal_sigusr1_handler)
+    // sets the latch.
     unsafe {
         libc::kill(libc::getpid(), libc::SIGUSR1);
     }
