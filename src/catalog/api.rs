@@ -67,7 +67,7 @@ struct LinkSpec<'a> {
 impl LinkSpec<'_> {
     fn create(&self) -> Result<i64> {
         link_spec::validate_link_name(self.name)?;
-        let direction = Direction::parse(self.direction)?;
+        Direction::parse(self.direction)?;
         let guards = Guard::parse_list(self.loop_guards)?;
         Contention::parse(self.contention)?;
         let schedule = Schedule::parse(self.schedule)?;
@@ -117,7 +117,6 @@ impl LinkSpec<'_> {
             ],
         )?
         .expect("INSERT ... RETURNING gives a row");
-        let _ = direction;
         Spi::run_with_args("SELECT syncbridge._install_capture($1)", &[id.into()])?;
         Spi::run_with_args(
             "WITH kept AS (DELETE FROM syncbridge._kept_record WHERE link_name = $2 AND table_name = syncbridge._table_identity($3) RETURNING record) \

@@ -95,6 +95,9 @@ pub fn write_json_string(s: &str, out: &mut String) {
 /// Normalises the text of a JSON (or SQL numeric) number: no sign on zero, no leading
 /// zeros, no trailing fractional zeros, exponent folded in. `None` if `text` is not a number
 /// (`NaN` and `Infinity` are not JSON numbers and are left to the caller).
+/// Hand-written on purpose: it runs for every numeric value of every fingerprint (capture's
+/// per-row path and every inbound record), on text of any length, exactly (no f64), and no
+/// well-kept crate normalises decimal text without parsing it into a big number first.
 pub fn canonical_number(text: &str) -> Option<String> {
     let text = text.trim();
     let (negative, rest) = match text.as_bytes().first()? {

@@ -85,6 +85,8 @@ fn with_message(head: &str, message: &str) -> String {
     }
 }
 
+/// Hand-written: three lines of arithmetic on the settle path, where a backoff crate would
+/// bring its own clock and randomness (ours is a hash of the key, see settle::jitter_for).
 /// Exponential backoff with jitter: attempt 1 waits 0.5–1 s, attempt 2 1–2 s, … up to five
 /// minutes.
 pub fn backoff(attempt: u32, jitter: f64) -> Duration {
