@@ -219,7 +219,12 @@ fn table_columns(rel: pg_sys::Relation) -> (Vec<Column>, HashMap<i16, pg_sys::Oi
                 continue;
             }
             let name = CStr::from_ptr((*att).attname.data.as_ptr()).to_string_lossy().into_owned();
-            columns.push(Column { name, attnum: (*att).attnum, not_null: (*att).attnotnull });
+            columns.push(Column {
+                name,
+                attnum: (*att).attnum,
+                not_null: (*att).attnotnull,
+                coerce: Default::default(),
+            });
             typids.insert((*att).attnum, (*att).atttypid);
         }
     }

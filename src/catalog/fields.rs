@@ -4,7 +4,7 @@
 use super::table::TableInfo;
 use crate::error::Result;
 use crate::logic::link_spec::Side;
-use crate::logic::mapping::{Column, FieldMap, FieldRule};
+use crate::logic::mapping::{Coerce, Column, FieldMap, FieldRule};
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::Value;
@@ -44,5 +44,14 @@ pub fn stored_rules(link_id: i64) -> Result<Vec<FieldRule>> {
 
 /// The live columns of a table, with their attribute numbers.
 pub fn columns_of(table: &TableInfo) -> Vec<Column> {
-    table.columns.iter().map(|c| Column { name: c.name.clone(), attnum: c.attnum, not_null: c.not_null }).collect()
+    table
+        .columns
+        .iter()
+        .map(|c| Column {
+            name: c.name.clone(),
+            attnum: c.attnum,
+            not_null: c.not_null,
+            coerce: Coerce::of_type(&c.type_name),
+        })
+        .collect()
 }

@@ -274,7 +274,12 @@ mod tests {
         let cols = ["id", "name", "email", "tier"]
             .iter()
             .enumerate()
-            .map(|(i, n)| Column { name: n.to_string(), attnum: i as i16 + 1, not_null: false })
+            .map(|(i, n)| Column {
+                name: n.to_string(),
+                attnum: i as i16 + 1,
+                not_null: false,
+                coerce: Default::default(),
+            })
             .collect::<Vec<_>>();
         FieldMap::build(&cols, rules, "id").unwrap()
     }

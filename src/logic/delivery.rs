@@ -312,7 +312,8 @@ mod tests {
     }
 
     fn map() -> FieldMap {
-        let col = |name: &str, attnum| Column { name: name.into(), attnum, not_null: false };
+        let col =
+            |name: &str, attnum| Column { name: name.into(), attnum, not_null: false, coerce: Default::default() };
         let cols = [col("id", 1), col("name", 2), col("synced_at", 3), col("secret", 4)];
         let rules = [
             FieldRule { column: "synced_at".into(), volatile: true, synced: true, ..Default::default() },

@@ -58,8 +58,8 @@ pub fn read(record: &Value, map: &FieldMap, how: Reading<'_>) -> Result<Incoming
     for (name, value) in obj {
         let mapped = map.by_remote(name).filter(|f| name != key_field || f.explicit_remote);
         match mapped {
-            Some(_) => {
-                fields.insert(name.clone(), value.clone());
+            Some(field) => {
+                fields.insert(name.clone(), field.coerce.read(value));
             }
             None if name == key_field
                 || Some(name.as_str()) == how.local_id_field
@@ -104,7 +104,12 @@ mod tests {
         let cols = ["id", "name", "email", "crm_id"]
             .iter()
             .enumerate()
-            .map(|(i, n)| Column { name: n.to_string(), attnum: i as i16 + 1, not_null: false })
+            .map(|(i, n)| Column {
+                name: n.to_string(),
+                attnum: i as i16 + 1,
+                not_null: false,
+                coerce: Default::default(),
+            })
             .collect::<Vec<_>>();
         FieldMap::build(&cols, rules, "id").unwrap()
     }
@@ -116,6 +121,26 @@ mod tests {
         tombstone_field: "_deleted",
         time_field: None,
     };
+
+    #[test]
+    fn values_are_read_for_their_column_type_so_a_respelled_echo_matches_the_row() {
+        use crate::logic::mapping::Coerce;
+        let col = |name: &str, attnum, coerce| Column { name: name.into(), attnum, not_null: false, coerce };
+        let cols = [
+            col("id", 1, Coerce::Number),
+            col("balance", 2, Coerce::Number),
+            col("active", 3, Coerce::Bool),
+            col("note", 4, Coerce::AsIs),
+        ];
+        let m = FieldMap::build(&cols, &[], "id").unwrap();
+        let got = read(&json!({"id": "c-1", "balance": "7.00000", "active": "t", "note": "7.00"}), &m, HOW).unwrap();
+        // The local row as to_jsonb gives it: a number, a boolean, a text.
+        let local = json!({"balance": 7.00, "active": true, "note": "7.00"});
+        assert_eq!(
+            crate::logic::canonical::to_canonical(&Value::Object(got.fields)),
+            crate::logic::canonical::to_canonical(&local)
+        );
+    }
 
     #[test]
     fn maps_known_fields_and_keeps_the_remote_id_out_of_local_columns() {

@@ -37,6 +37,59 @@ pub struct Column {
     pub name: String,
     pub attnum: i16,
     pub not_null: bool,
+    /// How an incoming value is read for this column's type (see `Coerce`).
+    pub coerce: Coerce,
+}
+
+/// How an incoming JSON value is read for its column, so that a remote that spells a value
+/// differently (`"7.00"` for the numeric 7, `"t"` for true) is compared and written as the
+/// value it means: a remote that normalises values then causes no writes and no loops.
+/// Timestamps need nothing here: canonical JSON already reads them in any offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Coerce {
+    /// smallint, integer, bigint, numeric, real, double precision: a string holding a
+    /// number is that number.
+    Number,
+    /// boolean: the strings PostgreSQL's boolean input takes, and 0/1, are booleans.
+    Bool,
+    /// Anything else is taken as it comes.
+    #[default]
+    AsIs,
+}
+
+impl Coerce {
+    /// From a type name as `format_type` writes it.
+    pub fn of_type(type_name: &str) -> Self {
+        let base = type_name.split('(').next().unwrap_or(type_name).trim();
+        match base {
+            "smallint" | "integer" | "bigint" | "numeric" | "real" | "double precision" => Coerce::Number,
+            "boolean" => Coerce::Bool,
+            _ => Coerce::AsIs,
+        }
+    }
+
+    /// The value as this column means it; a value that does not fit is left as it is (its
+    /// write then fails with the column type's own error).
+    pub fn read(self, value: &serde_json::Value) -> serde_json::Value {
+        use serde_json::Value;
+        match (self, value) {
+            (Coerce::Number, Value::String(s)) => match super::canonical::canonical_number(s.trim()) {
+                Some(n) => serde_json::from_str::<Value>(&n).unwrap_or_else(|_| value.clone()),
+                None => value.clone(),
+            },
+            (Coerce::Bool, Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
+                "t" | "true" | "y" | "yes" | "on" | "1" => Value::Bool(true),
+                "f" | "false" | "n" | "no" | "off" | "0" => Value::Bool(false),
+                _ => value.clone(),
+            },
+            (Coerce::Bool, Value::Number(n)) => match n.as_i64() {
+                Some(1) => Value::Bool(true),
+                Some(0) => Value::Bool(false),
+                _ => value.clone(),
+            },
+            _ => value.clone(),
+        }
+    }
 }
 
 /// A per-field rule from `syncbridge.set_field`.
@@ -56,6 +109,7 @@ pub struct Field {
     pub column: String,
     pub attnum: i16,
     pub remote: String,
+    pub coerce: Coerce,
     pub owner: Option<Side>,
     pub watched: bool,
     pub volatile: bool,
@@ -99,6 +153,7 @@ impl FieldMap {
                 column: col.name.clone(),
                 attnum: col.attnum,
                 remote,
+                coerce: col.coerce,
                 owner: rule.and_then(|r| r.owner),
                 watched: rule.is_some_and(|r| r.watched),
                 volatile: rule.is_some_and(|r| r.volatile),
@@ -154,8 +209,28 @@ pub fn is_reserved(column: &str) -> bool {
 mod tests {
     use super::*;
 
+    #[test]
+    fn values_are_read_as_their_column_means_them() {
+        use serde_json::json;
+        assert_eq!(Coerce::of_type("numeric(12,2)"), Coerce::Number);
+        assert_eq!(Coerce::of_type("double precision"), Coerce::Number);
+        assert_eq!(Coerce::of_type("boolean"), Coerce::Bool);
+        assert_eq!(Coerce::of_type("timestamp with time zone"), Coerce::AsIs);
+        assert_eq!(Coerce::of_type("text"), Coerce::AsIs);
+        let canon = |v: &serde_json::Value| crate::logic::canonical::to_canonical(v);
+        for spelled in [json!("7.00"), json!("7.00000"), json!(" 7 "), json!(7), json!("7e0")] {
+            assert_eq!(canon(&Coerce::Number.read(&spelled)), canon(&json!(7.0)), "{spelled}");
+        }
+        assert_eq!(Coerce::Number.read(&json!("seven")), json!("seven"));
+        assert_eq!(Coerce::AsIs.read(&json!("7.00")), json!("7.00"));
+        for (spelled, b) in [(json!("t"), true), (json!("FALSE"), false), (json!(1), true), (json!("off"), false)] {
+            assert_eq!(Coerce::Bool.read(&spelled), json!(b), "{spelled}");
+        }
+        assert_eq!(Coerce::Bool.read(&json!("maybe")), json!("maybe"));
+    }
+
     fn col(name: &str, attnum: i16) -> Column {
-        Column { name: name.into(), attnum, not_null: false }
+        Column { name: name.into(), attnum, not_null: false, coerce: Coerce::AsIs }
     }
 
     fn table() -> Vec<Column> {
