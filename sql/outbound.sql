@@ -26,6 +26,12 @@ CREATE TABLE _pending (
     -- (or a new edit of the record) queues it again.
     failed       boolean NOT NULL DEFAULT false,
     last_error   text,
+    -- When a create of this record first went out while its remote id was unknown (set in
+    -- the claim's transaction, committed before the request leaves; see _create_sent). Until
+    -- the id is known, every later create attempt looks the record up first, whatever
+    -- happened meanwhile: a lost or unreadable answer, an edit (which starts the attempts
+    -- again), a crash, a dead letter and retry_failed.
+    create_sent_at timestamptz,
     PRIMARY KEY (link_id, local_key)
 ) WITH (fillfactor = 50);
 -- in_flight stays out of the index (and its predicate), so marking a record in flight and
@@ -162,6 +168,52 @@ BEGIN
 END
 $$;
 
+-- Marks the records whose create is about to go out (p_keys: claimed, in flight), and
+-- returns those whose create had gone out before (their remote id still unknown): these are
+-- looked up before they are created. One write for a record's first create only.
+CREATE FUNCTION _create_sent(p_link bigint, p_keys text[]) RETURNS TABLE (local_key text, sent_at timestamptz)
+    LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    WITH before AS (
+        SELECT q.local_key, q.create_sent_at FROM @extschema@._pending q
+        WHERE q.link_id = p_link AND q.local_key = ANY (p_keys)),
+    marked AS (
+        UPDATE @extschema@._pending p SET create_sent_at = now()
+        FROM before b
+        WHERE p.link_id = p_link AND p.local_key = b.local_key AND b.create_sent_at IS NULL
+        RETURNING 1)
+    SELECT b.local_key, b.create_sent_at FROM before b WHERE b.create_sent_at IS NOT NULL
+$$;
+
+-- Remote records that carry the same local id, as a lookup before a create ('lookup') or an
+-- inbound apply, pull or apply_inbound ('inbound'), saw them: one row per local key and
+-- remote record, shown by the duplicates view. Kept until the link is dropped, or a lookup
+-- finds one record for the local key again.
+CREATE TABLE _duplicate (
+    link_id    bigint NOT NULL REFERENCES _link (id) ON DELETE CASCADE,
+    local_key  text COLLATE "C" NOT NULL,
+    remote_key text COLLATE "C" NOT NULL,
+    seen_by    text NOT NULL CHECK (seen_by IN ('lookup', 'inbound')),
+    first_seen timestamptz NOT NULL DEFAULT now(),
+    last_seen  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (link_id, local_key, remote_key)
+);
+REVOKE ALL ON _duplicate FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('_duplicate', '');
+
+-- Records what a lookup, a pull or a create answer saw: (local key, remote key) pairs; and
+-- (_duplicates_resolved) that the lookup of these local keys found one record again.
+CREATE FUNCTION _duplicates_seen(p_link bigint, p_keys text[], p_remote_keys text[], p_seen_by text) RETURNS void
+    LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    INSERT INTO @extschema@._duplicate AS d (link_id, local_key, remote_key, seen_by)
+    SELECT p_link, x.k, x.rk, p_seen_by FROM unnest(p_keys, p_remote_keys) AS x(k, rk)
+    ON CONFLICT ON CONSTRAINT _duplicate_pkey DO UPDATE SET last_seen = now(), seen_by = EXCLUDED.seen_by
+$$;
+
+CREATE FUNCTION _duplicates_resolved(p_link bigint, p_keys text[]) RETURNS void
+    LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    DELETE FROM @extschema@._duplicate d WHERE d.link_id = p_link AND d.local_key = ANY (p_keys)
+$$;
+
 -- Records the outcome of a batch, one array element per record (see src/outbound/settle.rs):
 -- id map and fingerprints, events, and the _pending rows (done, retry later, dead-lettered,
 -- or changed meanwhile and due again). Arrays, not one JSON document: this runs for every
@@ -251,13 +303,16 @@ $$;
 REVOKE ALL ON FUNCTION _link_failed(bigint, text), _link_succeeded(bigint), _link_pulled(bigint, text) FROM PUBLIC;
 
 -- After a restart nothing is in flight: deliveries cut off by a crash are due again (their
--- attempt was counted, so a create is looked up before it is repeated).
+-- attempt was counted, and a create's create_sent_at was committed before it went out, so it
+-- is looked up before it is repeated).
 CREATE FUNCTION _recover() RETURNS bigint
     LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     WITH r AS (UPDATE @extschema@._pending SET in_flight = false, next_attempt = now() WHERE in_flight RETURNING 1)
     SELECT count(*) FROM r
 $$;
 
+REVOKE ALL ON FUNCTION _create_sent(bigint, text[]), _duplicates_seen(bigint, text[], text[], text),
+    _duplicates_resolved(bigint, text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _record_of(bigint, text), _claim(bigint, integer), _settle(bigint, text[], bigint[], text[], text[], integer[], timestamptz[], text[], text[], text[], boolean[], text[], integer[], text[], text[]), _recover() FROM PUBLIC;
 
 -- Stores a value for an auth header (a link names it with alter_link's auth_secret).

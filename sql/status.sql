@@ -105,6 +105,15 @@ JOIN @extschema@._link l ON l.id = r.link_id
 WHERE r.quarantined_at IS NOT NULL;
 COMMENT ON VIEW quarantine IS 'Records the loop detector stopped; a user edit or syncbridge.release(link, local_key) lets them travel again.';
 
+CREATE VIEW duplicates AS
+SELECT l.name AS link, d.local_key, array_agg(d.remote_key ORDER BY d.remote_key) AS remote_keys,
+       (SELECT r.remote_key FROM @extschema@._record r WHERE r.link_id = d.link_id AND r.local_key = d.local_key) AS paired_with,
+       string_agg(DISTINCT d.seen_by, ', ') AS seen_by, min(d.first_seen) AS first_seen, max(d.last_seen) AS last_seen
+FROM @extschema@._duplicate d
+JOIN @extschema@._link l ON l.id = d.link_id
+GROUP BY l.name, d.link_id, d.local_key;
+COMMENT ON VIEW duplicates IS 'Local records that more than one remote record claims (they carry the same local id), as a lookup before a create, a pull or the answers to creates saw them; delete the extra remote copies, then retry_failed.';
+
 -- Counters and gauges in the Prometheus text exposition format (version 0.0.4).
 CREATE FUNCTION metrics() RETURNS text
     LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$

@@ -296,6 +296,7 @@ mod tests {
                 answer: Answer { status: Some(status), body: body.into(), ..Default::default() },
                 found_id: None,
                 method: "TEST",
+                duplicates: Vec::new(),
             })
             .collect();
         settle::settle(&link, sent);

@@ -20,6 +20,9 @@ use crate::outbox::enqueue::{enqueue, enqueue_with_fields, Op};
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
 
+/// The start of the reason of a record that duplicates another remote record.
+const DUPLICATE: &str = "duplicate";
+
 /// One record on its way: where it is in the set, what is known of it, what to do.
 struct Plan<'a> {
     slot: usize,
@@ -28,6 +31,9 @@ struct Plan<'a> {
     local_key: Option<String>,
     local_row: Option<&'a Map<String, Value>>,
     decided: Decided,
+    /// The record carries the local id of a row that is paired with this other remote
+    /// record: a duplicate, reported and not applied.
+    duplicate_of: Option<String>,
 }
 
 impl Batch {
@@ -41,6 +47,14 @@ impl Batch {
             return None;
         }
         let states = prefetch::states(self.link.id, remote_keys.into_iter().collect());
+        // Records new to the id map that name a local id: is that row paired with another
+        // remote record already?
+        let unknown_ids: Vec<&str> = incoming
+            .iter()
+            .filter(|(_, inc)| !states.contains_key(&inc.remote_key))
+            .filter_map(|(_, inc)| inc.local_id.as_deref())
+            .collect();
+        let taken = prefetch::remote_keys_of(self.link.id, unknown_ids);
         let paired: Vec<Option<String>> = incoming
             .iter()
             .map(|(_, inc)| {
@@ -56,10 +70,21 @@ impl Batch {
             .iter()
             .zip(paired)
             .map(|(&(slot, inc), paired)| {
+                let duplicate_of = match (states.contains_key(&inc.remote_key), inc.local_id.as_deref()) {
+                    (false, Some(id)) => taken.get(id).filter(|r| **r != inc.remote_key).cloned(),
+                    _ => None,
+                };
+                if duplicate_of.is_some() {
+                    let decided = Decided {
+                        fingerprint: String::new(),
+                        decision: Decision::Skip { status: Status::Failed, reason: DUPLICATE },
+                    };
+                    return Plan { slot, inc, local_key: paired, local_row: None, decided, duplicate_of };
+                }
                 let local_row = paired.as_deref().and_then(|k| rows.get(k));
                 let state = states.get(&inc.remote_key).unwrap_or(&no_state);
                 let decided = decide(&rules, inc, state, local_row);
-                Plan { slot, inc, local_key: local_row.and(paired), local_row, decided }
+                Plan { slot, inc, local_key: local_row.and(paired), local_row, decided, duplicate_of }
             })
             .collect();
         if self.clash(&plans) {
@@ -125,7 +150,18 @@ impl Batch {
 
     /// After the writes: one record's id map, conflicts, event, outbox entries and result.
     fn conclude(&self, plan: Plan<'_>, stored: Option<Map<String, Value>>, journal: &mut Journal) -> Row {
-        let Plan { inc, local_key, local_row, decided, .. } = plan;
+        let Plan { inc, local_key, local_row, decided, duplicate_of, .. } = plan;
+        if let (Some(paired), Some(key)) = (duplicate_of, local_key.as_deref()) {
+            let reason = format!(
+                "{DUPLICATE}: remote record {} carries local id {key}, which is paired with remote record {paired}; \
+                 not applied (see syncbridge.duplicates)",
+                inc.remote_key
+            );
+            journal.duplicate(key, &paired);
+            journal.duplicate(key, &inc.remote_key);
+            journal.event(Some(key), Some(&inc.remote_key), Status::Failed, Some(&reason), None);
+            return (Some(inc.remote_key.clone()), Some(key.to_owned()), Status::Failed.name().into(), Some(reason));
+        }
         let fp = decided.fingerprint.as_str();
         let remote_key = inc.remote_key.as_str();
         let (local_key, status, reason) = match decided.decision {

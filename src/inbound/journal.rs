@@ -13,6 +13,9 @@ pub struct Journal {
     forget: Vec<String>,
     events: Vec<Event>,
     conflicts: Vec<ConflictRow>,
+    /// (local key, remote key): remote records that carry the local id of a row paired with
+    /// another one, and that other one.
+    duplicates: Vec<(String, String)>,
 }
 
 struct Remembered {
@@ -84,6 +87,10 @@ impl Journal {
         });
     }
 
+    pub fn duplicate(&mut self, local_key: &str, remote_key: &str) {
+        self.duplicates.push((local_key.to_owned(), remote_key.to_owned()));
+    }
+
     pub fn conflicts(&mut self, local_key: &str, remote_key: &str, conflicts: &[Conflict]) {
         self.conflicts.extend(conflicts.iter().map(|c| ConflictRow {
             local_key: local_key.to_owned(),
@@ -142,6 +149,13 @@ impl Journal {
                     column(r, |r| r.fingerprint.as_str()).into(),
                     column(r, |r| r.status.name()).into(),
                 ],
+            );
+        }
+        if !self.duplicates.is_empty() {
+            let (locals, remotes): (Vec<String>, Vec<String>) = self.duplicates.into_iter().unzip();
+            plans::run(
+                "SELECT syncbridge._duplicates_seen($1, $2, $3, 'inbound')",
+                &[link_id.into(), locals.into(), remotes.into()],
             );
         }
         if !self.events.is_empty() {

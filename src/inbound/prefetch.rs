@@ -30,3 +30,24 @@ pub fn states(link_id: i64, remote_keys: Vec<&str>) -> HashMap<String, State> {
         Ok(states)
     })
 }
+
+/// The remote key each of these local keys is paired with, for those paired.
+pub fn remote_keys_of(link_id: i64, local_keys: Vec<&str>) -> HashMap<String, String> {
+    if local_keys.is_empty() {
+        return HashMap::new();
+    }
+    plans::select(
+        "SELECT r.local_key, r.remote_key FROM syncbridge._record r \
+         WHERE r.link_id = $1 AND r.local_key = ANY ($2::text[]) AND r.remote_key IS NOT NULL",
+        &[link_id.into(), local_keys.into()],
+        |rows| {
+            let mut out = HashMap::with_capacity(rows.len());
+            for row in rows {
+                if let (Some(local), Some(remote)) = (row.get::<String>(1)?, row.get::<String>(2)?) {
+                    out.insert(local, remote);
+                }
+            }
+            Ok(out)
+        },
+    )
+}

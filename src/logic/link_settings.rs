@@ -21,6 +21,8 @@ pub enum SettingType {
     HeaderName,
     /// A path below the base URL, or an absolute http(s) URL checked like the base URL.
     Url,
+    /// A query string with placeholders (`{local_id}`, `{local_id_field}`).
+    Query,
 }
 
 /// One setting: its name, type, default (as the docs show it) and meaning.
@@ -51,6 +53,7 @@ pub const SETTINGS: &[SettingDoc] = &[
     s("list_pointer", Pointer, "the whole body", "JSON pointer to the records in a page"),
     s("batch_url", Url, "none", "batch mode: all records of a round in one POST to this URL, a path below the base URL (`batch`) or an absolute http(s) URL checked like the base URL (no credentials, other schemes or bad ports) and against `syncbridge.allowed_hosts`"),
     s("local_id_field", Text, "none", "remote field that holds the local id (writebacks, and lookups before a repeated create)"),
+    s("lookup_query", Query, "`{local_id_field}={local_id}`", "query of the lookup `GET {collection}?…` made before a create that may have reached the remote, in the remote's own filter syntax (such as `filter[ref]={local_id}`); `{local_id}` is replaced by the local id, `{local_id_field}` by `local_id_field`. A record counts only if its `local_id_field` holds the local id; an answer with records but none of ours (the remote ignored the filter) fails the record instead of creating it again"),
     s("remote_time_field", Text, "none", "remote modification time, for `newer_wins` and `merge`"),
     s("local_time_column", Text, "none", "local modification time, for `newer_wins` and `merge`"),
     s("deletes", OneOf(&["delete", "soft_delete", "ignore"]), "`delete`", "what an inbound tombstone does"),
@@ -93,6 +96,8 @@ pub struct LinkSettings {
     pub batch_url: Option<String>,
     pub batch_result_pointer: String,
     pub local_id_field: Option<String>,
+    /// `None`: `logic::lookup::DEFAULT_TEMPLATE`.
+    pub lookup_query: Option<String>,
     pub remote_id_column: Option<String>,
     pub pull: bool,
     pub pull_interval: u64,
@@ -130,6 +135,7 @@ impl Default for LinkSettings {
             batch_url: None,
             batch_result_pointer: String::new(),
             local_id_field: None,
+            lookup_query: None,
             remote_id_column: None,
             pull: true,
             pull_interval: 10,
@@ -209,6 +215,17 @@ pub fn check(key: &str, value: &Value) -> Result<(), SpecError> {
     match (doc.kind, value.as_str().filter(|s| !s.is_empty())) {
         (HeaderName, Some(name)) => return super::link_spec::check_header_name(key, name),
         (Url, Some(url)) => return super::link_spec::check_batch_url(url),
+        (Query, Some(template)) => {
+            return super::lookup::check_template(template).map_err(|why| {
+                SpecError::new(
+                    ErrorKind::InvalidValue,
+                    format!("invalid value {value} for link setting \"{key}\": {why}"),
+                    format!(
+                        "\"{key}\" takes a query string such as \"filter[ref]={{local_id}}\", or null for the default."
+                    ),
+                )
+            })
+        }
         _ => {}
     }
     let ok = match doc.kind {
@@ -217,14 +234,14 @@ pub fn check(key: &str, value: &Value) -> Result<(), SpecError> {
         Bool => value.is_boolean(),
         Pointer => value.as_str().is_some_and(|s| s.is_empty() || s.starts_with('/')),
         OneOf(names) => value.as_str().is_some_and(|s| names.contains(&s)),
-        HeaderName | Url => false,
+        HeaderName | Url | Query => false,
     };
     if ok {
         return Ok(());
     }
     let want = match doc.kind {
         PositiveInt => "a positive whole number".to_string(),
-        Text | HeaderName | Url => "a non-empty string".to_string(),
+        Text | HeaderName | Url | Query => "a non-empty string".to_string(),
         Bool => "true or false".to_string(),
         Pointer => "a JSON pointer such as \"/data/id\", or \"\" for the whole body".to_string(),
         OneOf(names) => format!("one of {}", names.join(", ")),
@@ -245,6 +262,7 @@ pub fn reference_table() -> String {
             Text => "text".to_string(),
             HeaderName => "header name".to_string(),
             Url => "path or URL".to_string(),
+            Query => "query template".to_string(),
             Bool => "boolean".to_string(),
             Pointer => "JSON pointer".to_string(),
             OneOf(names) => names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "),
@@ -314,6 +332,9 @@ mod tests {
         assert!(check("timeout_ms", &json!(-1)).is_err());
         assert!(check("timeout_ms", &json!("5s")).is_err());
         assert!(check("deletes", &json!("soft_delete")).is_ok());
+        assert!(check("lookup_query", &json!("filter[ref]={local_id}")).is_ok());
+        let err = check("lookup_query", &json!("filter[ref]=1")).unwrap_err();
+        assert!(err.message.contains("{local_id}") && err.hint.contains("filter[ref]"), "{err:?}");
         let err = check("deletes", &json!("purge")).unwrap_err();
         assert!(err.hint.contains("delete, soft_delete, ignore"), "{}", err.hint);
         let err = check("timeout", &json!(1)).unwrap_err();

@@ -12,6 +12,7 @@ pub mod guards;
 pub mod inbound;
 pub mod link_settings;
 pub mod link_spec;
+pub mod lookup;
 pub mod mapping;
 pub mod reach;
 pub mod status;

@@ -155,7 +155,8 @@ pub fn claim(link: &LinkRow, limit: i32) -> Result<Vec<Delivery>> {
             local_key: c.local_key,
             seq: c.seq,
             attempt,
-            lookup: action == Action::Create && attempt > 1,
+            // Set below, from _create_sent.
+            lookup: false,
             remote_key: c.remote_key,
             action,
             purpose,
@@ -166,5 +167,33 @@ pub fn claim(link: &LinkRow, limit: i32) -> Result<Vec<Delivery>> {
         });
     }
     stopped.record(link.id);
+    mark_creates(link.id, &mut deliveries);
     Ok(deliveries)
+}
+
+/// Marks the creates about to go out, durably (committed with the claim, before anything is
+/// sent), and has those whose create went out before looked up first: the "this create may
+/// have reached the remote" fact outlives lost answers, edits that start the attempts again,
+/// dead letters and crashes, until the remote id is known.
+fn mark_creates(link_id: i64, deliveries: &mut [Delivery]) {
+    let creates: Vec<&str> =
+        deliveries.iter().filter(|d| d.action == Action::Create).map(|d| d.local_key.as_str()).collect();
+    if creates.is_empty() {
+        return;
+    }
+    let sent_before = Spi::connect(|c| -> std::result::Result<std::collections::HashSet<String>, pgrx::spi::Error> {
+        let rows =
+            c.select("SELECT local_key FROM syncbridge._create_sent($1, $2)", None, &[link_id.into(), creates.into()])?;
+        let mut keys = std::collections::HashSet::new();
+        for r in rows {
+            if let Some(k) = r.get::<String>(1)? {
+                keys.insert(k);
+            }
+        }
+        Ok(keys)
+    })
+    .or_raise();
+    for d in deliveries.iter_mut().filter(|d| d.action == Action::Create) {
+        d.lookup = sent_before.contains(&d.local_key);
+    }
 }

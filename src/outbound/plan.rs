@@ -39,7 +39,8 @@ pub struct Delivery {
     /// Fingerprint and base snapshot of the whole record as sent (not for deletes).
     pub fingerprint: Option<String>,
     pub base: Option<Map<String, Value>>,
-    /// An earlier attempt of this create may have reached the remote: look it up first.
+    /// An earlier create of this record may have reached the remote (`_pending.create_sent_at`):
+    /// look it up first.
     pub lookup: bool,
     /// The loop detector's hop times to keep once delivered.
     pub hops: Option<Vec<i64>>,
@@ -53,6 +54,8 @@ pub struct Sent {
     /// The remote id found by a lookup before a repeated create.
     pub found_id: Option<String>,
     pub method: &'static str,
+    /// The remote records the lookup found carrying this record's local id, when several did.
+    pub duplicates: Vec<String>,
 }
 
 /// A link's HTTP conventions (SPEC §5), read from its settings.
@@ -64,6 +67,8 @@ pub struct Conventions {
     pub remote_key_field: String,
     pub created_id_pointer: String,
     pub local_id_field: Option<String>,
+    /// The lookup's query template (`lookup_query`); `None`: `logic::lookup::DEFAULT_TEMPLATE`.
+    pub lookup_query: Option<String>,
     pub update_method: Method,
     /// Auth and other fixed headers (values from the secret store; never logged).
     pub headers: Vec<(String, String)>,
@@ -98,6 +103,7 @@ impl Conventions {
             remote_key_field: link.remote_key_field.clone(),
             created_id_pointer: conf.created_id_pointer.clone().unwrap_or_default(),
             local_id_field: conf.local_id_field.clone(),
+            lookup_query: conf.lookup_query.clone(),
             update_method: Method::parse(&conf.update_method).unwrap_or(Method::Patch),
             headers,
             batch_url,

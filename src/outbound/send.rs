@@ -3,15 +3,18 @@
 //! Per-record mode: `POST {base}/{collection}` to create, `PATCH` (or `PUT`)
 //! `{base}/{collection}/{id}` to update, `DELETE` to delete. A link has at most `concurrency`
 //! requests on the network at once, whichever of its batches they belong to (`permits`).
-//! Every request carries an `Idempotency-Key`. A create that was attempted before (its answer
-//! may have been lost) is first looked up by the local-id field, and updates the record found
-//! instead of creating a second one.
+//! Every request carries an `Idempotency-Key`. A create that went out before (its answer
+//! may have been lost) is first looked up (`GET {collection}?{lookup_query}`), in both modes,
+//! and updates the record found instead of creating a second one; a lookup that cannot tell
+//! (the remote ignored the filter, several records carry the local id, the lookup itself
+//! failed) stops the create and stands as the record's answer.
 //!
 //! Batch mode: one `POST {batch_url}` with an array of `{op, id, local_key, record}`; the
 //! answer holds one result per record, in order (`status`, the created id, `error`).
 
 use super::plan::{Action, Conventions, Delivery, Sent};
-use crate::logic::delivery::{self, Answer};
+use crate::logic::delivery::Answer;
+use crate::logic::lookup::{self, Found};
 use crate::transport::http::{Client, Method, Request};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -48,12 +51,10 @@ pub async fn send(
 }
 
 async fn send_one(client: &Client, conv: &Conventions, d: Delivery) -> Sent {
-    let mut found_id = None;
-    if d.action == Action::Create && d.lookup {
-        if let Some(field) = &conv.local_id_field {
-            found_id = look_up(client, conv, field, &d.local_key).await;
-        }
-    }
+    let found_id = match look_up_first(client, conv, &d).await {
+        Ok(found) => found,
+        Err(stopped) => return stopped,
+    };
     let (method, url) = match (d.action, found_id.as_deref().or(d.remote_key.as_deref())) {
         (Action::Create, None) => (Method::Post, conv.record_url(None)),
         (Action::Create | Action::Update, Some(id)) => (conv.update_method, conv.record_url(Some(id))),
@@ -67,7 +68,52 @@ async fn send_one(client: &Client, conv: &Conventions, d: Delivery) -> Sent {
         }
     }
     let answer = client.send(&req).await;
-    Sent { delivery: d, answer, found_id, method: method.name() }
+    Sent { delivery: d, answer, found_id, method: method.name(), duplicates: Vec::new() }
+}
+
+/// For a create that went out before: the id of the record the remote already holds
+/// (`Ok(Some)`), or none (`Ok(None)`: create it). `Err`: the lookup could not tell, and its
+/// answer (or why it cannot be trusted) is the record's. A link without `local_id_field`
+/// cannot look up and creates again, as the remote cannot say which record is whose.
+async fn look_up_first(client: &Client, conv: &Conventions, d: &Delivery) -> Result<Option<String>, Sent> {
+    let field = match (&conv.local_id_field, d.action == Action::Create && d.lookup) {
+        (Some(field), true) => field,
+        _ => return Ok(None),
+    };
+    let url = lookup::url(&conv.record_url(None), conv.lookup_query.as_deref(), field, &d.local_key);
+    let mut req = Request::new(Method::Get, url);
+    req.headers = conv.headers.clone();
+    let mut answer = client.send(&req).await;
+    let stop = |answer: Answer, duplicates: Vec<String>| Sent {
+        delivery: d.clone(),
+        answer,
+        found_id: None,
+        method: "GET",
+        duplicates,
+    };
+    if !matches!(answer.status, Some(200..=299)) || answer.refused.is_some() {
+        return Err(stop(answer, Vec::new()));
+    }
+    let found = lookup::read(&answer.body, &conv.list_pointer, field, &conv.remote_key_field, &d.local_key);
+    let (reason, duplicates) = match found {
+        Found::Nothing => return Ok(None),
+        Found::One(id) => return Ok(Some(id)),
+        Found::Several(ids) => (lookup::duplicates_reason(&d.local_key, &ids), ids),
+        Found::IgnoredFilter { others } => {
+            (lookup::ignored_filter_reason(conv.lookup_query.as_deref(), others), vec![])
+        }
+        Found::NoList => (
+            format!(
+                "the lookup before a repeated create found no list at \"{}\" in its answer: not created again; \
+                 set the link's list_pointer (or lookup_query), then retry_failed",
+                conv.list_pointer
+            ),
+            vec![],
+        ),
+    };
+    // A permanent failure, with the reason kept (see `delivery::judge`).
+    answer.refused = Some(reason);
+    Err(stop(answer, duplicates))
 }
 
 fn request(conv: &Conventions, method: Method, url: String, d: &Delivery) -> Request {
@@ -77,39 +123,56 @@ fn request(conv: &Conventions, method: Method, url: String, d: &Delivery) -> Req
     req
 }
 
-/// `GET {base}/{collection}?{local_id_field}={key}`: the id of a record that already carries
-/// this local id, if the remote supports such a filter and has one.
-async fn look_up(client: &Client, conv: &Conventions, field: &str, key: &str) -> Option<String> {
-    let url =
-        format!("{}?{}={}", conv.record_url(None), delivery::encode_component(field), delivery::encode_component(key));
-    let mut req = Request::new(Method::Get, url);
-    req.headers = conv.headers.clone();
-    let answer = client.send(&req).await;
-    if !matches!(answer.status, Some(200..=299)) {
-        return None;
+async fn send_batch(client: &Client, conv: &Arc<Conventions>, deliveries: Vec<Delivery>) -> Vec<Sent> {
+    // Creates that went out before are looked up first, like one by one (at most
+    // `concurrency` lookups at once); those the lookup stops keep its answer and stay out of
+    // the batch, those it finds are updated instead.
+    let limit = Arc::new(Semaphore::new(conv.concurrency));
+    let mut lookups = Vec::new();
+    for (i, d) in deliveries.iter().enumerate().filter(|(_, d)| d.action == Action::Create && d.lookup) {
+        let (client, conv, d, limit) = (client.clone(), conv.clone(), d.clone(), limit.clone());
+        lookups.push((
+            i,
+            tokio::spawn(
+                async move {
+                    let _permit = limit.acquire_owned().await.expect("the semaphore is never closed");
+                    look_up_first(&client, &conv, &d).await
+                }
+                .in_current_span(),
+            ),
+        ));
     }
-    let body: Value = serde_json::from_str(&answer.body).ok()?;
-    let items = match &body {
-        Value::Array(items) => items.as_slice(),
-        other => other.pointer(&conv.list_pointer).and_then(Value::as_array)?.as_slice(),
-    };
-    // Only a record that really carries this local id counts (a remote that ignores the
-    // filter returns everything).
-    items
-        .iter()
-        .find(|item| item.get(field).and_then(delivery::id_text).as_deref() == Some(key))
-        .and_then(|item| item.get(&conv.remote_key_field))
-        .and_then(delivery::id_text)
+    let mut found: Vec<Option<String>> = vec![None; deliveries.len()];
+    let mut stopped: Vec<Option<Sent>> = vec![None; deliveries.len()];
+    for (i, task) in lookups {
+        match task.await.expect("a lookup task does not panic") {
+            Ok(id) => found[i] = id,
+            Err(sent) => stopped[i] = Some(sent),
+        }
+    }
+    let going: Vec<usize> = (0..deliveries.len()).filter(|i| stopped[*i].is_none()).collect();
+    let mut results: Vec<Option<Sent>> = stopped;
+    if !going.is_empty() {
+        let batch: Vec<(&Delivery, Option<&String>)> =
+            going.iter().map(|&i| (&deliveries[i], found[i].as_ref())).collect();
+        for (i, sent) in going.iter().zip(post_batch(client, conv, &batch).await) {
+            results[*i] = Some(sent);
+        }
+    }
+    results.into_iter().map(|s| s.expect("every delivery has an answer")).collect()
 }
 
-async fn send_batch(client: &Client, conv: &Conventions, deliveries: Vec<Delivery>) -> Vec<Sent> {
+/// One `POST {batch_url}` for these deliveries (a create the lookup found goes as an update
+/// of the record found); one `Sent` per delivery, in order.
+async fn post_batch(client: &Client, conv: &Conventions, batch: &[(&Delivery, Option<&String>)]) -> Vec<Sent> {
     let url = conv.batch_url.clone().expect("batch mode has a URL");
-    let items: Vec<Value> = deliveries
+    let items: Vec<Value> = batch
         .iter()
-        .map(|d| {
+        .map(|(d, found)| {
+            let op = if found.is_some() { Action::Update } else { d.action };
             json!({
-                "op": d.action.name(),
-                "id": d.remote_key,
+                "op": op.name(),
+                "id": found.map(|f| f.as_str()).or(d.remote_key.as_deref()),
                 "local_key": d.local_key,
                 "idempotency_key": conv.idempotency_key(d),
                 "record": d.body.clone().map(Value::Object),
@@ -125,7 +188,7 @@ async fn send_batch(client: &Client, conv: &Conventions, deliveries: Vec<Deliver
             .ok()
             .and_then(|body| body.pointer(&conv.batch_result_pointer).cloned())
             .and_then(|v| match v {
-                Value::Array(items) if items.len() == deliveries.len() => Some(items),
+                Value::Array(items) if items.len() == batch.len() => Some(items),
                 _ => None,
             }),
         _ => None,
@@ -134,23 +197,23 @@ async fn send_batch(client: &Client, conv: &Conventions, deliveries: Vec<Deliver
         (None, Some(200..=299)) => Some(Answer {
             error: Some(format!(
                 "the batch answer does not hold {} results at \"{}\"",
-                deliveries.len(),
+                batch.len(),
                 conv.batch_result_pointer
             )),
             ..Default::default()
         }),
         _ => None,
     };
-    deliveries
-        .into_iter()
+    batch
+        .iter()
         .enumerate()
-        .map(|(i, d)| {
+        .map(|(i, (d, found))| {
             let answer = match (&results, &whole) {
                 (Some(items), _) => item_answer(&items[i]),
                 (None, Some(bad)) => bad.clone(),
                 (None, None) => answer.clone(),
             };
-            Sent { delivery: d, answer, found_id: None, method: "POST" }
+            Sent { delivery: (*d).clone(), answer, found_id: found.cloned(), method: "POST", duplicates: Vec::new() }
         })
         .collect()
 }

@@ -11,6 +11,7 @@ use crate::origin;
 use crate::table::{Access, TableStatements};
 use pgrx::prelude::*;
 use serde_json::{json, Map, Value};
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 /// One record's outcome, as `syncbridge._settle` records it.
@@ -62,6 +63,10 @@ pub struct Results {
     outcomes: Vec<Outcome>,
     /// (local key, remote key) of records the remote has just created.
     new_ids: Vec<(String, String)>,
+    /// Local keys whose earlier create a lookup found again.
+    found: Vec<String>,
+    /// (local key, remote key): remote records a lookup found carrying the same local id.
+    duplicates: Vec<(String, String)>,
     /// The soonest retry among the failures, if any will be retried.
     pub next_retry: Option<Duration>,
 }
@@ -122,6 +127,92 @@ impl Results {
         .or_raise();
     }
 
+    /// New ids the remote gave to more than one record (in this batch, or one already paired
+    /// with another record): a broken remote. Those records are not paired (the id map could
+    /// not hold it, and it would pair a row with another row's record); they fail with the
+    /// reason, and their next attempt looks them up, within `max_attempts`. The rest of the
+    /// batch settles.
+    fn refuse_shared_ids(&mut self, link: &LinkRow, max_attempts: u32, now: SystemTime) {
+        if self.new_ids.is_empty() {
+            return;
+        }
+        let mut by_id: HashMap<&str, Vec<&str>> = HashMap::new();
+        for (local, remote) in &self.new_ids {
+            by_id.entry(remote.as_str()).or_default().push(local.as_str());
+        }
+        let ids: Vec<&str> = by_id.keys().copied().collect();
+        let paired: HashMap<String, String> = Spi::connect(|c| {
+            let rows = c.select(
+                "SELECT remote_key, local_key FROM syncbridge._record WHERE link_id = $1 AND remote_key = ANY ($2)",
+                None,
+                &[link.id.into(), ids.into()],
+            )?;
+            let mut out = HashMap::new();
+            for r in rows {
+                if let (Some(remote), Some(local)) = (r.get::<String>(1)?, r.get::<String>(2)?) {
+                    out.insert(remote, local);
+                }
+            }
+            Ok::<_, pgrx::spi::Error>(out)
+        })
+        .or_raise();
+        let mut refused: HashMap<String, String> = HashMap::new();
+        for (remote, locals) in &by_id {
+            let other = paired.get(*remote).filter(|l| !locals.contains(&l.as_str()));
+            if locals.len() < 2 && other.is_none() {
+                continue;
+            }
+            let mut all: Vec<&str> = locals.clone();
+            all.extend(other.map(String::as_str));
+            let reason = format!(
+                "the remote answered the same id {remote} for records {}: not paired; the next attempt looks each up",
+                all.join(", ")
+            );
+            for local in locals {
+                refused.insert(local.to_string(), reason.clone());
+            }
+        }
+        if refused.is_empty() {
+            return;
+        }
+        self.new_ids.retain(|(local, _)| !refused.contains_key(local));
+        self.found.retain(|local| !refused.contains_key(local));
+        for o in self.outcomes.iter_mut() {
+            let Some(reason) = refused.get(&o.local_key) else { continue };
+            tracing::warn!("record {}: {reason}", o.local_key);
+            o.status = Status::Failed;
+            o.remote_key = None;
+            o.base = None;
+            if o.attempt < max_attempts {
+                let after = delivery::backoff(o.attempt, jitter_for(&o.local_key, o.attempt));
+                self.next_retry = Some(self.next_retry.map_or(after, |t| t.min(after)));
+                o.next_retry = Some(rfc3339(now + after));
+                o.reason = Some(reason.clone());
+            } else {
+                o.reason = Some(format!("gave up after {} attempts: {reason}", o.attempt));
+            }
+        }
+    }
+
+    /// What lookups saw: several remote records for one local id, or one again.
+    fn record_duplicates(&self, link_id: i64) {
+        if !self.duplicates.is_empty() {
+            let (locals, remotes): (Vec<String>, Vec<String>) = self.duplicates.iter().cloned().unzip();
+            Spi::run_with_args(
+                "SELECT syncbridge._duplicates_seen($1, $2, $3, 'lookup')",
+                &[link_id.into(), locals.into(), remotes.into()],
+            )
+            .or_raise();
+        }
+        if !self.found.is_empty() {
+            Spi::run_with_args(
+                "SELECT syncbridge._duplicates_resolved($1, $2)",
+                &[link_id.into(), self.found.clone().into()],
+            )
+            .or_raise();
+        }
+    }
+
     /// Stores new remote ids in the user's remote-id column, under the link's origin flag.
     fn store_remote_ids(&self, link: &LinkRow) {
         let Some(column) = link.conf.remote_id_column.as_deref() else { return };
@@ -174,16 +265,38 @@ pub fn settle(link: &LinkRow, sent: Vec<Sent>) -> Results {
                         Some(id) => {
                             if s.found_id.is_some() {
                                 o.reason = Some("an earlier attempt had created it; updated".into());
+                                results.found.push(d.local_key.clone());
                             }
                             results.new_ids.push((d.local_key.clone(), id.clone()));
                             o.remote_key = Some(id);
                         }
                         None => {
+                            // Created, but which record is it? Never created blindly again:
+                            // the next attempt looks it up (_pending.create_sent_at).
+                            let what = if s.answer.body.trim().is_empty() || body.is_null() {
+                                "the answer is not JSON".to_string()
+                            } else {
+                                format!("the answer has no id at \"{created_id_pointer}\"")
+                            };
                             o.status = Status::Failed;
                             o.base = None;
-                            o.reason = Some(format!(
-                                "created, but the answer has no id at \"{created_id_pointer}\"; set the link's created_id_pointer"
-                            ));
+                            if link.conf.local_id_field.is_none() {
+                                o.reason = Some(format!(
+                                    "created, id unknown: {what}; set the link's created_id_pointer, and local_id_field so that such a record can be looked up"
+                                ));
+                            } else if d.attempt < max_attempts {
+                                let after = delivery::backoff(d.attempt, jitter);
+                                results.next_retry = Some(results.next_retry.map_or(after, |t| t.min(after)));
+                                o.next_retry = Some(rfc3339(now + after));
+                                o.reason = Some(format!(
+                                    "created, id unknown: {what} (set the link's created_id_pointer); the next attempt looks it up"
+                                ));
+                            } else {
+                                o.reason = Some(format!(
+                                    "gave up after {} attempts: created, id unknown: {what} (set the link's created_id_pointer); an edit or retry_failed looks it up",
+                                    d.attempt
+                                ));
+                            }
                         }
                     }
                 }
@@ -206,10 +319,15 @@ pub fn settle(link: &LinkRow, sent: Vec<Sent>) -> Results {
                 o.base = None;
             }
         }
+        if !s.duplicates.is_empty() {
+            results.duplicates.extend(s.duplicates.iter().map(|r| (d.local_key.clone(), r.clone())));
+        }
         results.push(o);
     }
+    results.refuse_shared_ids(link, max_attempts, now);
     results.store_remote_ids(link);
     results.record(link.id);
+    results.record_duplicates(link.id);
     results
 }
 

@@ -12,6 +12,13 @@
 //! next one. `GET /{c}?page=n&per=m` answers one page
 //! in an envelope that names the next one in its body: `{"data": [...], "links": {"next":
 //! url or null}}`.
+//!
+//! It can also play a remote with other habits: one whose lists understand only its own
+//! filter syntax (`filter[field]=value`) and ignore every other query parameter, answering
+//! the first page of everything (`filters(FilterStyle::Bracket)`, `page_lists(per)`); one that
+//! answers every create with the same id (`same_created_id`); and answers that come late or
+//! not as JSON (`Mode::StoreThenDropAfter`, `Mode::StoreThenAnswer`). `POST /batch/{c}`
+//! stores a batch's creates in collection `c` (plain `/batch` in `batch`).
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -35,6 +42,20 @@ pub enum Mode {
     StoreThenDrop,
     /// A 200 with a 4 MiB body.
     Huge,
+    /// Do what was asked, wait this long, then close the connection without answering.
+    StoreThenDropAfter(Duration),
+    /// Do what was asked, then answer with this status and body (say, a 201 that is not JSON).
+    StoreThenAnswer { code: u16, body: String },
+}
+
+/// How the store's lists read their query.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FilterStyle {
+    /// `field=value` filters (json-server's way).
+    #[default]
+    Plain,
+    /// Only `filter[field]=value` filters; other parameters are ignored, as many CMSs do.
+    Bracket,
 }
 
 #[derive(Debug, Clone)]
@@ -71,6 +92,13 @@ struct State {
     /// Requests being answered now, and the most there ever were at once.
     in_flight: usize,
     max_in_flight: usize,
+    filters: FilterStyle,
+    /// Lists always come in pages of this size (the first page unless `page` asks another).
+    page_lists: Option<usize>,
+    /// Every create is answered with this id (each record is stored under its own).
+    same_created_id: Option<u64>,
+    /// Answers to writes wait this long after the write is done.
+    slow_answers: Duration,
 }
 
 /// Counts a request as in flight while it lives.
@@ -150,6 +178,39 @@ impl FaultServer {
         self.state.lock().unwrap().delay = d;
     }
 
+    /// How lists read their filters.
+    pub fn filters(&self, style: FilterStyle) {
+        self.state.lock().unwrap().filters = style;
+    }
+
+    /// Lists always come in pages of `per` records, in the `{"data", "links"}` envelope.
+    pub fn page_lists(&self, per: usize) {
+        self.state.lock().unwrap().page_lists = Some(per);
+    }
+
+    /// A broken remote: every create (single or in a batch) is answered with this id, while
+    /// the records are stored under their own ids. `None` mends it.
+    pub fn same_created_id(&self, id: Option<u64>) {
+        self.state.lock().unwrap().same_created_id = id;
+    }
+
+    /// Answers to writes (not GETs) wait this long after the write is done: a worker killed
+    /// meanwhile never learns what the remote did.
+    pub fn slow_answers(&self, d: Duration) {
+        self.state.lock().unwrap().slow_answers = d;
+    }
+
+    /// Stores a record as it is (it keeps its `id`, or gets the next one).
+    pub fn insert(&self, collection: &str, record: Value) {
+        let mut s = self.state.lock().unwrap();
+        let mut r = record.as_object().cloned().unwrap_or_default();
+        if !r.contains_key("id") {
+            s.next_id += 1;
+            r.insert("id".into(), json!(s.next_id));
+        }
+        s.store.entry(collection.to_owned()).or_default().push(Value::Object(r));
+    }
+
     /// The most requests that were being answered at the same time.
     pub fn max_in_flight(&self) -> usize {
         self.state.lock().unwrap().max_in_flight
@@ -203,6 +264,7 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Answer {
         let mode = queued.or_else(|| s.always.clone()).unwrap_or(Mode::Normal);
         (mode, s.delay)
     };
+    let slow = if method == "GET" { Duration::ZERO } else { state.lock().unwrap().slow_answers };
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
@@ -225,8 +287,20 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Answer {
             rest(&state, &method, &host, &target, &body);
             dropped()
         }
+        Mode::StoreThenDropAfter(wait) => {
+            rest(&state, &method, &host, &target, &body);
+            tokio::time::sleep(wait).await;
+            dropped()
+        }
+        Mode::StoreThenAnswer { code, body: answer } => {
+            rest(&state, &method, &host, &target, &body);
+            reply(code, answer, None)
+        }
         Mode::Normal => {
             let (code, v) = rest(&state, &method, &host, &target, &body);
+            if !slow.is_zero() {
+                tokio::time::sleep(slow).await;
+            }
             let v = match state.lock().unwrap().wrap.clone() {
                 Some(key) => json!({ key: v }),
                 None => v,
@@ -236,26 +310,62 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Answer {
     }
 }
 
+/// A query component with its percent-escapes decoded (`%5B` is `[`).
+fn decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// The store's behaviour for one request: status and body.
 fn rest(state: &Mutex<State>, method: &str, host: &str, target: &str, body: &str) -> (u16, Value) {
     let mut s = state.lock().unwrap();
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     let input: Value = serde_json::from_str(body).unwrap_or(Value::Null);
-    if method == "POST" && parts == ["batch"] {
+    if method == "POST" && parts[0] == "batch" && parts.len() <= 2 {
+        let coll = parts.get(1).copied().unwrap_or("batch").to_string();
         let mut results = Vec::new();
         for item in input.as_array().cloned().unwrap_or_default() {
             let record = item["record"].clone();
-            let result = match (item["op"].as_str(), item["id"].as_u64()) {
+            let id = item["id"].as_u64().or_else(|| item["id"].as_str().and_then(|i| i.parse().ok()));
+            let result = match (item["op"].as_str(), id) {
                 (Some("create"), _) => {
                     s.next_id += 1;
                     let id = s.next_id;
                     let mut r = record.as_object().cloned().unwrap_or_default();
                     r.insert("id".into(), json!(id));
-                    s.store.entry("batch".into()).or_default().push(Value::Object(r));
-                    json!({"status": 201, "id": id})
+                    s.store.entry(coll.clone()).or_default().push(Value::Object(r));
+                    json!({"status": 201, "id": s.same_created_id.unwrap_or(id)})
                 }
-                (Some("update"), Some(id)) => json!({"status": 200, "id": id}),
+                (Some("update"), Some(id)) => {
+                    let stored = s.store.entry(coll.clone()).or_default().iter_mut().find(|r| r["id"] == json!(id));
+                    match (stored.and_then(Value::as_object_mut), record.as_object()) {
+                        (Some(obj), Some(new)) => {
+                            obj.extend(new.clone());
+                            json!({"status": 200, "id": id})
+                        }
+                        _ => json!({"status": 404, "error": "no such record"}),
+                    }
+                }
                 (Some("delete"), Some(id)) => json!({"status": 200, "id": id}),
                 _ => json!({"status": 422, "error": "bad item"}),
             };
@@ -272,18 +382,33 @@ fn rest(state: &Mutex<State>, method: &str, host: &str, target: &str, body: &str
             let mut r: Map<String, Value> = input.as_object().cloned().unwrap_or_default();
             r.insert("id".into(), json!(id));
             s.store.entry(coll).or_default().push(Value::Object(r.clone()));
+            if let Some(same) = s.same_created_id {
+                r.insert("id".into(), json!(same));
+            }
             (201, Value::Object(r))
         }
         ("GET", None) => {
+            let style = s.filters;
             let mut filters: Vec<(String, String)> = query
                 .split('&')
-                .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+                .filter_map(|kv| kv.split_once('=').map(|(k, v)| (decode(k), decode(v))))
+                .filter_map(|(k, v)| match style {
+                    _ if k == "page" || k == "per" => Some((k, v)),
+                    FilterStyle::Plain => Some((k, v)),
+                    FilterStyle::Bracket => {
+                        k.strip_prefix("filter[").and_then(|f| f.strip_suffix(']')).map(|f| (f.to_string(), v))
+                    }
+                })
                 .collect();
             let mut paging = |name: &str| {
                 let at = filters.iter().position(|(k, _)| k == name)?;
                 filters.remove(at).1.parse::<usize>().ok()
             };
             let (page, per) = (paging("page"), paging("per"));
+            let (page, per) = match s.page_lists {
+                Some(always) => (Some(page.unwrap_or(1)), Some(per.unwrap_or(always))),
+                None => (page, per),
+            };
             let list: Vec<Value> = s
                 .store
                 .get(&coll)

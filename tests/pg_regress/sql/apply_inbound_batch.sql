@@ -52,14 +52,17 @@ WHERE r.remote_key = 'p-20';
 SELECT * FROM statement_counts;
 DELETE FROM statements;
 
--- Two remote records naming the same local row (local_id_field): one after the other too;
--- the row ends paired with the last.
+-- Two new remote records naming a local row that is paired with a third (local_id_field):
+-- duplicates. Neither is paired or applied; each fails with the reason, and the duplicates
+-- view shows all three (issue 14: they used to be paired in turn, as if nothing was wrong).
 SELECT syncbridge.alter_link('crm', '{"local_id_field": "external_id"}');
 SELECT local_key AS p21 FROM syncbridge._record WHERE remote_key = 'p-21' \gset
-SELECT remote_key, local_key = :'p21' AS same_row, status FROM syncbridge.apply_inbound('crm',
+SELECT remote_key, local_key = :'p21' AS same_row, status, replace(reason, :'p21', '<p21>') AS reason
+FROM syncbridge.apply_inbound('crm',
     jsonb_build_array(jsonb_build_object('id', 'q-1', 'external_id', :'p21', 'name', 'q one'),
                       jsonb_build_object('id', 'q-2', 'external_id', :'p21', 'name', 'q two')));
 SELECT p.name, r.remote_key FROM people p JOIN syncbridge._record r ON r.local_key = p.id::text WHERE p.id = :'p21';
+SELECT link, local_key = :'p21' AS same_row, remote_keys, paired_with, seen_by FROM syncbridge.duplicates;
 SELECT * FROM statement_counts;
 DELETE FROM statements;
 
