@@ -13,5 +13,6 @@ pub mod inbound;
 pub mod link_settings;
 pub mod link_spec;
 pub mod mapping;
+pub mod outage;
 pub mod reach;
 pub mod status;
