@@ -32,6 +32,12 @@ CREATE TABLE _pending (
     -- happened meanwhile: a lost or unreadable answer, an edit (which starts the attempts
     -- again), a crash, a dead letter and retry_failed.
     create_sent_at timestamptz,
+    -- Attempts made while the link was unavailable (an outage, not this record's failure):
+    -- they do not count against max_attempts (see logic::outage).
+    spared       integer NOT NULL DEFAULT 0,
+    -- When its last attempt failed: a success of the link after it tells a record's own
+    -- failure from an outage.
+    last_failed_at timestamptz,
     PRIMARY KEY (link_id, local_key)
 ) WITH (fillfactor = 50);
 -- in_flight stays out of the index (and its predicate), so marking a record in flight and
@@ -45,7 +51,10 @@ CREATE TABLE _link_state (
     last_pull_at    timestamptz,
     last_success_at timestamptz,
     last_error      text,
-    last_error_at   timestamptz
+    last_error_at   timestamptz,
+    -- Since when the remote answers none of the link's requests (connection errors,
+    -- timeouts, 5xx, 429): the link probes it, one record at a time, until it answers.
+    unavailable_since timestamptz
 );
 
 -- Values for auth headers. Only superusers can read it (nothing is granted); values never
@@ -156,6 +165,7 @@ BEGIN
             writeback = p.writeback OR EXCLUDED.writeback,
             user_edit = p.user_edit OR EXCLUDED.user_edit,
             attempt = CASE WHEN p.failed THEN 0 ELSE p.attempt END,
+            spared = CASE WHEN p.failed THEN 0 ELSE p.spared END,
             next_attempt = CASE WHEN p.failed THEN now() ELSE p.next_attempt END,
             failed = false
         -- xmax = 0: a row this statement inserted (not one it merged into).
@@ -222,7 +232,7 @@ CREATE FUNCTION _settle(p_link bigint, p_keys text[], p_seqs bigint[], p_status 
                         p_attempts integer[], p_next_retry timestamptz[], p_remote_keys text[],
                         p_fingerprints text[], p_bases text[], p_gone boolean[],
                         p_methods text[], p_http_status integer[], p_actions text[],
-                        p_hops text[]) RETURNS void
+                        p_hops text[], p_spared boolean[] DEFAULT NULL) RETURNS void
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM FROM @extschema@._link WHERE id = p_link FOR KEY SHARE;
@@ -272,35 +282,69 @@ BEGIN
         in_flight = false,
         failed = x.st = 'failed' AND x.next_retry IS NULL AND p.seq = x.seq,
         attempt = CASE WHEN p.seq <> x.seq THEN 0 ELSE p.attempt END,
+        spared = CASE WHEN p.seq <> x.seq THEN 0 ELSE p.spared + coalesce(x.spared, false)::int END,
+        last_failed_at = CASE WHEN x.st = 'failed' THEN now() ELSE p.last_failed_at END,
         next_attempt = coalesce(x.next_retry, now()),
         last_error = CASE WHEN x.st = 'failed' THEN x.reason END
-    FROM unnest(p_keys, p_seqs, p_status, p_reasons, p_next_retry) AS x(k, seq, st, reason, next_retry)
+    FROM unnest(p_keys, p_seqs, p_status, p_reasons, p_next_retry,
+                coalesce(p_spared, array_fill(false, ARRAY[cardinality(p_keys)])))
+        AS x(k, seq, st, reason, next_retry, spared)
     WHERE p.link_id = p_link AND p.local_key = x.k;
 END
 $$;
 
 -- A link's health as the worker sees it (link_status shows it): an error, a success (any
--- delivery got through), and a pull applied with the cursor it reached (also a success).
+-- delivery got through; the error is then history and leaves last_error), a pull applied
+-- with the cursor it reached (also a success), and an outage: the remote answered none of
+-- the link's requests (connection errors, timeouts, 5xx, 429). An outage ends when the remote
+-- answers again (_link_available); the records held back for it are then due at once.
 CREATE FUNCTION _link_failed(p_link bigint, p_error text) RETURNS void
     LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     INSERT INTO @extschema@._link_state AS s (link_id, last_error, last_error_at) VALUES (p_link, p_error, now())
     ON CONFLICT (link_id) DO UPDATE SET last_error = EXCLUDED.last_error, last_error_at = now()
 $$;
 
+-- Returns since when the link is unavailable.
+CREATE FUNCTION _link_unavailable(p_link bigint, p_error text) RETURNS timestamptz
+    LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    INSERT INTO @extschema@._link_state AS s (link_id, last_error, last_error_at, unavailable_since)
+    VALUES (p_link, p_error, now(), now())
+    ON CONFLICT (link_id) DO UPDATE SET last_error = EXCLUDED.last_error, last_error_at = now(),
+        unavailable_since = coalesce(s.unavailable_since, now())
+    RETURNING unavailable_since
+$$;
+
+CREATE FUNCTION _link_available(p_link bigint) RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    UPDATE @extschema@._link_state SET unavailable_since = NULL
+    WHERE link_id = p_link AND unavailable_since IS NOT NULL;
+    IF FOUND THEN
+        -- What waited for the remote goes now (records of their own failures keep their time).
+        UPDATE @extschema@._pending SET next_attempt = now()
+        WHERE link_id = p_link AND NOT failed AND NOT in_flight AND spared > 0 AND next_attempt > now();
+    END IF;
+END
+$$;
+
 CREATE FUNCTION _link_succeeded(p_link bigint) RETURNS void
     LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT @extschema@._link_available(p_link);
     INSERT INTO @extschema@._link_state AS s (link_id, last_success_at) VALUES (p_link, now())
-    ON CONFLICT (link_id) DO UPDATE SET last_success_at = now()
+    ON CONFLICT (link_id) DO UPDATE SET last_success_at = now(), last_error = NULL
 $$;
 
 CREATE FUNCTION _link_pulled(p_link bigint, p_cursor text) RETURNS void
     LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     INSERT INTO @extschema@._link_state AS s (link_id, pull_cursor, last_pull_at, last_success_at)
     VALUES (p_link, p_cursor, now(), now())
-    ON CONFLICT (link_id) DO UPDATE SET pull_cursor = EXCLUDED.pull_cursor, last_pull_at = now(), last_success_at = now()
+    ON CONFLICT (link_id) DO UPDATE SET pull_cursor = EXCLUDED.pull_cursor, last_pull_at = now(), last_success_at = now(),
+        -- The sends' outage, if any, is still the current error.
+        last_error = CASE WHEN s.unavailable_since IS NULL THEN NULL ELSE s.last_error END
 $$;
 
-REVOKE ALL ON FUNCTION _link_failed(bigint, text), _link_succeeded(bigint), _link_pulled(bigint, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION _link_failed(bigint, text), _link_unavailable(bigint, text), _link_available(bigint),
+    _link_succeeded(bigint), _link_pulled(bigint, text) FROM PUBLIC;
 
 -- After a restart nothing is in flight: deliveries cut off by a crash are due again (their
 -- attempt was counted, and a create's create_sent_at was committed before it went out, so it
@@ -313,7 +357,7 @@ $$;
 
 REVOKE ALL ON FUNCTION _create_sent(bigint, text[]), _duplicates_seen(bigint, text[], text[], text),
     _duplicates_resolved(bigint, text[]) FROM PUBLIC;
-REVOKE ALL ON FUNCTION _record_of(bigint, text), _claim(bigint, integer), _settle(bigint, text[], bigint[], text[], text[], integer[], timestamptz[], text[], text[], text[], boolean[], text[], integer[], text[], text[]), _recover() FROM PUBLIC;
+REVOKE ALL ON FUNCTION _record_of(bigint, text), _claim(bigint, integer), _settle(bigint, text[], bigint[], text[], text[], integer[], timestamptz[], text[], text[], text[], boolean[], text[], integer[], text[], text[], boolean[]), _recover() FROM PUBLIC;
 
 -- Stores a value for an auth header (a link names it with alter_link's auth_secret).
 CREATE FUNCTION set_secret(name text, value text) RETURNS void
@@ -362,7 +406,7 @@ DECLARE
     l bigint := (@extschema@._link_named(link)).id;
     n bigint;
 BEGIN
-    UPDATE @extschema@._pending SET failed = false, attempt = 0, next_attempt = now(), last_error = NULL
+    UPDATE @extschema@._pending SET failed = false, attempt = 0, spared = 0, next_attempt = now(), last_error = NULL
     WHERE link_id = l AND failed;
     GET DIAGNOSTICS n = ROW_COUNT;
     PERFORM @extschema@._wake_worker();

@@ -64,6 +64,8 @@ CREATE VIEW link_status AS
 SELECT l.name AS link,
        CASE WHEN l.paused THEN 'paused'
             WHEN @extschema@._capture_problem(l.id) IS NOT NULL THEN 'capture_off'
+            WHEN s.unavailable_since IS NOT NULL THEN 'unavailable'
+            WHEN coalesce(p.dead, 0) > 0 THEN 'failing'
             WHEN s.last_error_at IS NOT NULL AND s.last_error_at > coalesce(s.last_success_at, '-infinity') THEN 'failing'
             ELSE 'active' END AS state,
        l.direction,
@@ -79,7 +81,8 @@ SELECT l.name AS link,
        s.last_error_at,
        s.last_success_at,
        s.last_pull_at,
-       s.pull_cursor
+       s.pull_cursor,
+       s.unavailable_since
 FROM @extschema@._link l
 LEFT JOIN @extschema@._link_state s ON s.link_id = l.id
 LEFT JOIN LATERAL (SELECT sum(cardinality(x.keys)) AS keys, min(x.enqueued_at) AS oldest
@@ -95,7 +98,7 @@ LEFT JOIN LATERAL (SELECT jsonb_object_agg(k.status, k.n) AS last_hour
                          WHERE e.link_id = l.id AND e.at > now() - interval '1 hour' GROUP BY 1) k) h ON true
 LEFT JOIN LATERAL (SELECT jsonb_object_agg(c.direction || '.' || c.status, c.n) AS total
                    FROM @extschema@._counter c WHERE c.link_id = l.id) t ON true;
-COMMENT ON VIEW link_status IS 'Per link: state (active, paused, capture_off: a capture trigger is dropped or disabled, failing), queue depth, dead letters, oldest pending age, quarantined records, outcome counts (last hour and in total), last error and last success.';
+COMMENT ON VIEW link_status IS 'Per link: state (active; paused; capture_off: a capture trigger is dropped or disabled; unavailable: the remote answers none of its requests, since unavailable_since, and the link probes it; failing: dead letters wait for retry_failed, or the last outcome was an error), queue depth, dead letters, oldest pending age, quarantined records, outcome counts (last hour and in total), last error and last success.';
 
 CREATE VIEW quarantine AS
 SELECT l.name AS link, r.local_key, r.remote_key, r.quarantined_at, r.quarantine_reason AS reason,

@@ -17,6 +17,11 @@ pub static EVENTS_RETENTION_MIN: GucSetting<i32> = GucSetting::<i32>::new(7 * 24
 /// only). Each line names the link.
 pub static LOG_LEVEL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"warning"));
 
+/// Longest wait of a worker statement for a lock (ms); 0 waits forever.
+pub static LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
+/// Longest run of one worker step (a claim, a settlement, a pull's apply; ms); 0: no limit.
+pub static STATEMENT_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(60_000);
+
 /// Hosts links may point at (see `logic::reach`): names, `*.domain` wildcards, addresses and
 /// CIDR ranges, comma-separated; empty allows any host.
 pub static ALLOWED_HOSTS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
@@ -59,6 +64,26 @@ pub fn init() {
         i32::MAX,
         GucContext::Sighup,
         GucFlags::UNIT_MIN,
+    );
+    GucRegistry::define_int_guc(
+        c"syncbridge.lock_timeout",
+        c"Longest time a statement of the pg_syncbridge worker waits for a lock.",
+        c"A record or pull that waits longer (a user's transaction holds a row the worker must write) is tried again later; other links go on. 0 waits forever.",
+        &LOCK_TIMEOUT_MS,
+        0,
+        i32::MAX,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"syncbridge.statement_timeout",
+        c"Longest time one step of the pg_syncbridge worker (a claim, a settlement, a pull's apply) may run.",
+        c"A longer step is rolled back and tried again later. 0: no limit.",
+        &STATEMENT_TIMEOUT_MS,
+        0,
+        i32::MAX,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
     );
     GucRegistry::define_string_guc(
         c"syncbridge.log_level",

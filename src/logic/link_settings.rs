@@ -46,7 +46,9 @@ use SettingType::*;
 pub const SETTINGS: &[SettingDoc] = &[
     s("timeout_ms", PositiveInt, "10000", "HTTP timeout per request, in milliseconds"),
     s("batch_size", PositiveInt, "`syncbridge.batch_size`", "records per round"),
-    s("max_attempts", PositiveInt, "8", "attempts before a record is dead-lettered"),
+    s("max_attempts", PositiveInt, "8", "attempts before a record is dead-lettered for its own failures (attempts made while the link is unavailable do not count)"),
+    s("outage_budget", PositiveInt, "21600", "seconds a link may be unavailable (its remote answers none of its requests) before records that fail for the outage are dead-lettered"),
+    s("outage_probe_max", PositiveInt, "60", "longest wait, in seconds, between two probes of an unavailable link"),
     s("auth_header", HeaderName, "`Authorization`", "header that carries the secret"),
     s("auth_secret", Text, "none", "name of the secret (`set_secret`) sent as the value of `auth_header`"),
     s("created_id_pointer", Pointer, "the remote key field", "JSON pointer to the id in a create's answer"),
@@ -86,6 +88,8 @@ pub struct LinkSettings {
     /// `None`: the server's `syncbridge.batch_size`.
     pub batch_size: Option<u64>,
     pub max_attempts: u64,
+    pub outage_budget: u64,
+    pub outage_probe_max: u64,
     pub concurrency: u64,
     pub max_response_bytes: u64,
     pub auth_secret: Option<String>,
@@ -126,6 +130,8 @@ impl Default for LinkSettings {
             timeout_ms: 10_000,
             batch_size: None,
             max_attempts: 8,
+            outage_budget: 6 * 3600,
+            outage_probe_max: 60,
             concurrency: 8,
             max_response_bytes: 8 << 20,
             auth_secret: None,

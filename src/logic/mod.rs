@@ -14,5 +14,6 @@ pub mod link_settings;
 pub mod link_spec;
 pub mod lookup;
 pub mod mapping;
+pub mod outage;
 pub mod reach;
 pub mod status;

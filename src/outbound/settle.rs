@@ -6,6 +6,7 @@ use super::plan::{Action, Sent};
 use crate::catalog::link::LinkRow;
 use crate::error::OrRaise;
 use crate::logic::delivery::{self, Verdict};
+use crate::logic::outage::{self, Failure, Fate, Limits};
 use crate::logic::status::Status;
 use crate::origin;
 use crate::table::{Access, TableStatements};
@@ -32,6 +33,8 @@ pub struct Outcome {
     pub detail: Option<Value>,
     /// The loop detector's hop times (delivered or quarantined records).
     pub hops: Option<Vec<i64>>,
+    /// A failure spared for the link's outage: the attempt does not count.
+    pub spared: bool,
 }
 
 impl Outcome {
@@ -49,6 +52,7 @@ impl Outcome {
             gone: false,
             detail: None,
             hops: None,
+            spared: false,
         }
     }
 
@@ -69,6 +73,12 @@ pub struct Results {
     duplicates: Vec<(String, String)>,
     /// The soonest retry among the failures, if any will be retried.
     pub next_retry: Option<Duration>,
+    /// Some answer showed the remote is there (2xx, 4xx): the link is available.
+    pub reached: bool,
+    /// Failures spared for an outage (nothing showed the remote is there).
+    pub spared: usize,
+    /// Records dead-lettered because the outage outlasted `outage_budget`.
+    pub past_budget: usize,
 }
 
 impl Results {
@@ -82,6 +92,11 @@ impl Results {
 
     pub fn is_empty(&self) -> bool {
         self.outcomes.is_empty()
+    }
+
+    /// The reason of the first spared failure (what the outage looks like), if any.
+    pub fn first_spared(&self) -> Option<&str> {
+        self.outcomes.iter().find(|o| o.spared).and_then(|o| o.reason.as_deref())
     }
 
     /// The reason of the first failure, if any.
@@ -105,7 +120,7 @@ impl Results {
         let http: Vec<Option<i32>> =
             o.iter().map(|x| x.detail.as_ref()?.get("http_status")?.as_i64().map(|n| n as i32)).collect();
         Spi::run_with_args(
-            "SELECT syncbridge._settle($1, $2, $3, $4, $5, $6, $7::timestamptz[], $8, $9, $10, $11, $12, $13, $14, $15)",
+            "SELECT syncbridge._settle($1, $2, $3, $4, $5, $6, $7::timestamptz[], $8, $9, $10, $11, $12, $13, $14, $15, $16)",
             &[
                 link_id.into(),
                 col(&|x| Some(x.local_key.clone())).into(),
@@ -122,6 +137,7 @@ impl Results {
                 http.into(),
                 detail("action").into(),
                 col(&|x| x.hops.as_ref().map(|h| format!("{{{}}}", h.iter().map(i64::to_string).collect::<Vec<_>>().join(",")))).into(),
+                o.iter().map(|x| x.spared).collect::<Vec<bool>>().into(),
             ],
         )
         .or_raise();
@@ -229,10 +245,20 @@ impl Results {
 
 /// Judges each answer and records the batch.
 pub fn settle(link: &LinkRow, sent: Vec<Sent>) -> Results {
-    let max_attempts = link.conf.max_attempts as u32;
+    let limits = Limits {
+        max_attempts: link.conf.max_attempts as u32,
+        budget: Duration::from_secs(link.conf.outage_budget),
+        probe_max: Duration::from_secs(link.conf.outage_probe_max),
+    };
     let now = SystemTime::now();
     let created_id_pointer = link.conf.created_id_pointer.as_deref().unwrap_or("");
-    let mut results = Results::default();
+    let mut results = Results { reached: sent.iter().any(|s| outage::reached(&s.answer)), ..Default::default() };
+    // What an outage needs to know, read only when some answer did not reach the remote.
+    let (pasts, out_for) = if sent.iter().all(|s| outage::reached(&s.answer)) {
+        (HashMap::new(), None)
+    } else {
+        failure_history(link.id, sent.iter().map(|s| s.delivery.local_key.clone()).collect())
+    };
     for s in sent {
         let d = &s.delivery;
         let jitter = jitter_for(&d.local_key, d.attempt);
@@ -284,7 +310,7 @@ pub fn settle(link: &LinkRow, sent: Vec<Sent>) -> Results {
                                 o.reason = Some(format!(
                                     "created, id unknown: {what}; set the link's created_id_pointer, and local_id_field so that such a record can be looked up"
                                 ));
-                            } else if d.attempt < max_attempts {
+                            } else if d.attempt < limits.max_attempts {
                                 let after = delivery::backoff(d.attempt, jitter);
                                 results.next_retry = Some(results.next_retry.map_or(after, |t| t.min(after)));
                                 o.next_retry = Some(rfc3339(now + after));
@@ -301,17 +327,30 @@ pub fn settle(link: &LinkRow, sent: Vec<Sent>) -> Results {
                     }
                 }
             }
-            Verdict::Retry { after, reason } if d.attempt < max_attempts => {
-                results.next_retry = Some(results.next_retry.map_or(after, |t| t.min(after)));
+            Verdict::Retry { after, reason } => {
                 o.status = Status::Failed;
-                o.reason = Some(reason);
-                o.next_retry = Some(rfc3339(now + after));
                 o.base = None;
-            }
-            Verdict::Retry { reason, .. } => {
-                o.status = Status::Failed;
-                o.reason = Some(format!("gave up after {} attempts: {reason}", d.attempt));
-                o.base = None;
+                let (spared, link_ok_since) = pasts.get(&d.local_key).copied().unwrap_or((0, false));
+                let failure = Failure {
+                    attempt: d.attempt,
+                    spared,
+                    batch_reached: results.reached,
+                    link_ok_since,
+                    outage: out_for,
+                };
+                match outage::fate(failure, limits, after, &reason) {
+                    Fate::Retry { after, spared } => {
+                        results.next_retry = Some(results.next_retry.map_or(after, |t| t.min(after)));
+                        results.spared += usize::from(spared);
+                        o.spared = spared;
+                        o.reason = Some(reason);
+                        o.next_retry = Some(rfc3339(now + after));
+                    }
+                    Fate::GiveUp { reason } => {
+                        results.past_budget += usize::from(out_for.is_some_and(|t| t > limits.budget));
+                        o.reason = Some(reason);
+                    }
+                }
             }
             Verdict::Permanent { reason } => {
                 o.status = Status::Failed;
@@ -324,11 +363,39 @@ pub fn settle(link: &LinkRow, sent: Vec<Sent>) -> Results {
         }
         results.push(o);
     }
-    results.refuse_shared_ids(link, max_attempts, now);
+    results.refuse_shared_ids(link, limits.max_attempts, now);
     results.store_remote_ids(link);
     results.record(link.id);
     results.record_duplicates(link.id);
     results
+}
+
+/// Per record (by local key): its attempts spared so far, and whether the link succeeded
+/// since its previous failure; and how long the link has been unavailable, if it is.
+fn failure_history(link_id: i64, keys: Vec<String>) -> (HashMap<String, (u32, bool)>, Option<Duration>) {
+    let pasts = Spi::connect(|c| -> std::result::Result<_, pgrx::spi::Error> {
+        let mut pasts = HashMap::new();
+        let rows = c.select(
+            "SELECT p.local_key, p.spared, coalesce(s.last_success_at >= p.last_failed_at, false) \
+             FROM syncbridge._pending p LEFT JOIN syncbridge._link_state s ON s.link_id = p.link_id \
+             WHERE p.link_id = $1 AND p.local_key = ANY ($2)",
+            None,
+            &[link_id.into(), keys.into()],
+        )?;
+        for r in rows {
+            let key: String = r.get(1)?.unwrap_or_default();
+            pasts.insert(key, (r.get::<i32>(2)?.unwrap_or(0).max(0) as u32, r.get::<bool>(3)?.unwrap_or(false)));
+        }
+        Ok(pasts)
+    })
+    .or_raise();
+    let out = crate::error::spi_opt::<f64>(
+        "SELECT extract(epoch FROM now() - unavailable_since)::float8 FROM syncbridge._link_state WHERE link_id = $1",
+        &[link_id.into()],
+    )
+    .or_raise()
+    .map(|secs| Duration::from_secs_f64(secs.max(0.0)));
+    (pasts, out)
 }
 
 /// Spreads retries of a batch apart without a random number generator: a hash of the key.

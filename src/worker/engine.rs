@@ -9,7 +9,9 @@
 use super::error::WorkerError;
 use crate::catalog::link::LinkRow;
 use crate::error::{spi_opt, OrRaise};
+use crate::logic::delivery::backoff;
 use crate::logic::link_spec::{Direction, Schedule};
+use crate::logic::outage;
 use crate::logic::reach::AllowList;
 use crate::logic::status::Status;
 use crate::outbound::plan::{Conventions, Sent};
@@ -53,15 +55,25 @@ struct Clock {
     pulling: bool,
     next_send: Option<Instant>,
     next_pull: Option<Instant>,
-    /// After an error, the link rests until then.
+    /// After an error outside a delivery or a pull, the link rests until then.
     resting_until: Option<Instant>,
+    /// While the link is unavailable (its remote answered none of its requests): the probes
+    /// that failed so far. One record at a time goes out then, at growing intervals.
+    outage: Option<u32>,
+    /// The outage outlasted `outage_budget`: whole batches go out again, and what fails for
+    /// the outage is dead-lettered.
+    past_budget: bool,
+    /// Pulls that failed in a row: the pull (only) waits longer after each.
+    pull_failures: u32,
     /// The link's request permits (`concurrency`, shared by its batches on the network) and
     /// the setting they were made for.
     permits: Option<(usize, Arc<Semaphore>)>,
 }
 
-/// After an error outside a delivery (catalog, SQL), a link rests this long.
+/// After an error outside a delivery or a pull (catalog, SQL), a link rests this long.
 const REST: Duration = Duration::from_secs(5);
+/// The longest wait of a pull after failed pulls (besides its interval).
+const PULL_BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// Shortest time between the starts of two rounds (see `run`).
 const MIN_ROUND: Duration = Duration::from_millis(5);
 /// Batches of one link on the network at once: while one travels, the next is prepared.
@@ -95,6 +107,7 @@ impl Engine {
 
     pub fn run(&mut self) {
         let mut installed = false;
+        set_lock_timeout();
         loop {
             let round = Instant::now();
             self.rounds += 1;
@@ -146,6 +159,7 @@ impl Engine {
                 // processes reread the configuration.
                 unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
                 crate::log::set_level(settings::log_threshold());
+                set_lock_timeout();
                 // A new retention applies at once.
                 self.next_prune = None;
                 // Lifecycle lines (start, stop, reload) are always written.
@@ -194,17 +208,26 @@ impl Engine {
                     self.clock(link_id).sending -= 1;
                     self.again |= full;
                     let outcome = span.in_scope(|| in_transaction(|| settle_batch(link_id, sent)));
-                    // Wake up for the soonest retry, however long the nap.
-                    if let Ok(Ok(Some(after))) = &outcome {
-                        let at = Instant::now() + *after;
-                        let clock = self.clock(link_id);
-                        clock.next_send = Some(clock.next_send.map_or(at, |t| t.min(at)));
+                    if let Ok(Ok(settled)) = &outcome {
+                        self.health(link_id, settled);
                     }
                     (link_id, outcome.map(|r| r.map(|_| ())))
                 }
                 Done::Pulled { link_id, result, span } => {
                     self.clock(link_id).pulling = false;
-                    (link_id, span.in_scope(|| in_transaction(|| apply_pull(link_id, result))))
+                    let outcome = span.in_scope(|| in_transaction(|| apply_pull(link_id, result)));
+                    // A failed pull makes the next pull wait (longer each time), not the sends.
+                    match outcome.map_err(WorkerError::from).and_then(|r| r) {
+                        Ok(()) => self.clock(link_id).pull_failures = 0,
+                        Err(e) => {
+                            let clock = self.clock(link_id);
+                            clock.pull_failures += 1;
+                            let at = Instant::now() + backoff(clock.pull_failures, 0.5).min(PULL_BACKOFF_MAX);
+                            clock.next_pull = Some(clock.next_pull.map_or(at, |t| t.max(at)));
+                            self.report(link_id, &e);
+                        }
+                    }
+                    continue;
                 }
             };
             if let Err(e) = outcome.map_err(WorkerError::from).and_then(|r| r) {
@@ -215,6 +238,37 @@ impl Engine {
 
     fn clock(&mut self, link_id: i64) -> &mut Clock {
         self.clocks.entry(link_id).or_default()
+    }
+
+    /// What a settled batch says of the link: the remote answered (an outage, if any, is
+    /// over), answered nothing (the link is unavailable: the next probe waits longer), or
+    /// neither; and when the soonest retry is due.
+    fn health(&mut self, link_id: i64, settled: &Settled) {
+        let now = Instant::now();
+        let clock = self.clocks.entry(link_id).or_default();
+        if settled.reached {
+            clock.past_budget = false;
+            if clock.outage.take().is_some() {
+                info!("the remote answers again: the outage is over");
+                // Everything held back is due now.
+                clock.next_send = None;
+                self.again = true;
+                return;
+            }
+        } else if settled.spared > 0 || settled.past_budget > 0 {
+            let probes = clock.outage.map_or(1, |n| n + 1);
+            clock.outage = Some(probes);
+            clock.past_budget = settled.past_budget > 0;
+            let jitter = (link_id as u64 ^ u64::from(probes)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11;
+            let wait = outage::probe_delay(probes, jitter as f64 / (1u64 << 53) as f64, settled.probe_max);
+            clock.next_send = Some(now + wait);
+            return;
+        }
+        // Wake up for the soonest retry, however long the nap.
+        if let Some(after) = settled.next_retry {
+            let at = now + after;
+            clock.next_send = Some(clock.next_send.map_or(at, |t| t.min(at)));
+        }
     }
 
     /// Starts what is due, in the caller's transaction (each link in a subtransaction).
@@ -236,8 +290,24 @@ impl Engine {
                 Schedule::Every(n) => Some(Duration::from_secs(u64::from(n))),
                 Schedule::Realtime => None,
             };
-            let send_due =
-                direction.sends() && clock.sending < BATCHES_IN_FLIGHT && clock.next_send.is_none_or(|t| t <= now);
+            // An unavailable link sends one probe at a time (whole batches past its budget).
+            let probing = clock.outage.is_some() && !clock.past_budget;
+            let in_flight = if probing { 1 } else { BATCHES_IN_FLIGHT };
+            let send_due = direction.sends() && clock.sending < in_flight && clock.next_send.is_none_or(|t| t <= now);
+            // A link's first pull comes a pull interval after its creation, as later pulls
+            // come after the one before: a link is often completed (its auth_secret, its
+            // settings) in statements after create_link.
+            if clock.next_pull.is_none() && direction.receives() && link.conf.pull {
+                let interval = every.unwrap_or(Duration::from_secs(link.conf.pull_interval.max(1)));
+                let wait = spi_opt::<f64>(
+                    "SELECT extract(epoch FROM created_at - now())::float8 + $2 FROM syncbridge._link WHERE id = $1",
+                    &[link.id.into(), interval.as_secs_f64().into()],
+                )
+                .ok()
+                .flatten()
+                .unwrap_or(0.0);
+                clock.next_pull = Some(now + Duration::from_secs_f64(wait.clamp(0.0, interval.as_secs_f64())));
+            }
             let pull_due =
                 !clock.pulling && direction.receives() && link.conf.pull && clock.next_pull.is_none_or(|t| t <= now);
             if !send_due && !pull_due {
@@ -257,11 +327,13 @@ impl Engine {
                 }
             };
             if send_due {
-                let limit = link.conf.batch_size.unwrap_or(batch as u64).min(100_000) as i32;
+                let limit = if probing { 1 } else { link.conf.batch_size.unwrap_or(batch as u64).min(100_000) as i32 };
                 match subxact::run(|| claim::claim(link, limit)) {
                     Ok(Ok(deliveries)) => {
                         let clock = self.clocks.get_mut(&link.id).expect("clock exists");
-                        clock.next_send = every.map(|e| now + e);
+                        if !probing || deliveries.is_empty() {
+                            clock.next_send = every.map(|e| now + e);
+                        }
                         if !deliveries.is_empty() {
                             clock.sending += 1;
                             let full = deliveries.len() as i32 >= limit;
@@ -326,6 +398,11 @@ impl Engine {
     /// Logs a link's error, records it in its state and lets the link rest a while.
     fn trouble(&mut self, link_id: i64, error: &WorkerError) {
         self.clock(link_id).resting_until = Some(Instant::now() + REST);
+        self.report(link_id, error);
+    }
+
+    /// Logs a link's error and records it in its state.
+    fn report(&mut self, link_id: i64, error: &WorkerError) {
         let message = error.to_string();
         let name = in_transaction(|| {
             Spi::run_with_args("SELECT syncbridge._link_failed($1, $2)", &[link_id.into(), message.as_str().into()])
@@ -357,14 +434,46 @@ fn load_link(link_id: i64) -> Option<LinkRow> {
     LinkRow::load_all().or_raise().into_iter().find(|l| l.id == link_id)
 }
 
-/// Settles a batch; returns when its soonest retry is due.
-fn settle_batch(link_id: i64, sent: Vec<Sent>) -> Result<Option<Duration>, WorkerError> {
+/// What a settled batch says of its link.
+#[derive(Debug, Default)]
+struct Settled {
+    /// The soonest retry, if any.
+    next_retry: Option<Duration>,
+    /// Some answer showed the remote is there.
+    reached: bool,
+    /// Failures spared for an outage, and dead-lettered past `outage_budget`.
+    spared: usize,
+    past_budget: usize,
+    /// The link's `outage_probe_max`.
+    probe_max: Duration,
+}
+
+/// Settles a batch; says what it showed of the link.
+fn settle_batch(link_id: i64, sent: Vec<Sent>) -> Result<Settled, WorkerError> {
     let result = subxact::run(|| match load_link(link_id) {
         Some(link) => {
             let r = settle::settle(&link, sent);
             let (delivered, failed) = (r.count(Status::Delivered), r.count(Status::Failed));
             if delivered > 0 {
                 Spi::run_with_args("SELECT syncbridge._link_succeeded($1)", &[link_id.into()]).or_raise();
+            } else if r.reached {
+                // A refusal (4xx) is an answer too: the remote is there.
+                Spi::run_with_args("SELECT syncbridge._link_available($1)", &[link_id.into()]).or_raise();
+            }
+            if r.reached || delivered > 0 {
+                if delivered == 0 {
+                    if let Some(reason) = r.first_failure() {
+                        Spi::run_with_args("SELECT syncbridge._link_failed($1, $2)", &[link_id.into(), reason.into()])
+                            .or_raise();
+                    }
+                }
+            } else if let Some(reason) = r.first_spared() {
+                // Nothing reached the remote: an outage of the link, not of its records.
+                Spi::run_with_args(
+                    "SELECT syncbridge._link_unavailable($1, $2)",
+                    &[link_id.into(), format!("remote unavailable: {reason}").into()],
+                )
+                .or_raise();
             } else if let Some(reason) = r.first_failure() {
                 // Nothing got through: the link is failing, and link_status says why.
                 Spi::run_with_args("SELECT syncbridge._link_failed($1, $2)", &[link_id.into(), reason.into()])
@@ -376,9 +485,15 @@ fn settle_batch(link_id: i64, sent: Vec<Sent>) -> Result<Option<Duration>, Worke
             } else {
                 debug!("{summary}");
             }
-            r.next_retry
+            Settled {
+                next_retry: r.next_retry,
+                reached: r.reached,
+                spared: r.spared,
+                past_budget: r.past_budget,
+                probe_max: Duration::from_secs(link.conf.outage_probe_max),
+            }
         }
-        None => None,
+        None => Settled::default(),
     });
     if let Err(e) = result {
         // Whatever was in flight is due again; its attempt was counted.
@@ -409,11 +524,39 @@ fn apply_pull(link_id: i64, result: Result<Pulled, String>) -> Result<(), Worker
     stopped.map_or(Ok(()), |e| Err(WorkerError::Link(e)))
 }
 
+/// Sets `lock_timeout` for the worker's session from `syncbridge.lock_timeout`: a statement
+/// that waits longer for a lock (a user's transaction holding a row the worker must write)
+/// fails with SQLSTATE 55P03, and the work is tried again later instead of stalling every link.
+fn set_lock_timeout() {
+    let ms = settings::LOCK_TIMEOUT_MS.get().max(0);
+    if let Err(e) = in_transaction(|| {
+        Spi::run_with_args("SELECT set_config('lock_timeout', $1, false)", &[format!("{ms}ms").into()]).or_raise()
+    }) {
+        warn!("setting lock_timeout: {e}");
+    }
+}
+
+extern "C-unwind" {
+    // utils/timeout.h; STATEMENT_TIMEOUT is 3 in its TimeoutId. PostgreSQL arms the statement
+    // timeout only for a client's statements, so the worker arms it around each step.
+    fn enable_timeout_after(id: u32, delay_ms: i32);
+    fn disable_timeout(id: u32, keep_indicator: bool);
+}
+const STATEMENT_TIMEOUT: u32 = 3;
+
 /// Runs `f` in a transaction of its own; an ERROR inside rolls it back and comes back as text
-/// instead of ending the worker.
+/// instead of ending the worker. The transaction is cancelled (SQLSTATE 57014) when it runs
+/// longer than `syncbridge.statement_timeout`.
 fn in_transaction<R>(f: impl FnOnce() -> R) -> Result<R, SqlError> {
     let f = AssertUnwindSafe(f);
+    let limit = settings::STATEMENT_TIMEOUT_MS.get();
+    if limit > 0 {
+        unsafe { enable_timeout_after(STATEMENT_TIMEOUT, limit) };
+    }
     let result = BackgroundWorker::transaction(AssertUnwindSafe(move || subxact::run(move || (f.0)())));
+    if limit > 0 {
+        unsafe { disable_timeout(STATEMENT_TIMEOUT, false) };
+    }
     // A worker never returns to a client loop, which is where backends report their table
     // statistics; without them autovacuum would not see the outbox and _pending churn.
     // SAFETY: on the worker's main thread after the transaction has ended: pgstat_report_stat must run outside one.

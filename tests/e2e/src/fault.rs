@@ -87,6 +87,10 @@ struct State {
     next_id: u64,
     delay: Duration,
     wrap: Option<String>,
+    /// Write requests whose body contains the text get the mode, before anything queued.
+    matching: Vec<(String, Mode)>,
+    /// Requests without this header (name, value) are answered 401.
+    required: Option<(String, String)>,
     /// Fixed answers by path and query: status, headers, body.
     routes: BTreeMap<String, Route>,
     /// Requests being answered now, and the most there ever were at once.
@@ -159,6 +163,17 @@ impl FaultServer {
     /// Every request from now on (after the queued ones) gets this mode.
     pub fn always(&self, mode: Mode) {
         self.state.lock().unwrap().always = Some(mode);
+    }
+
+    /// Write requests whose body contains `needle` get `mode` (a record the remote refuses
+    /// while it takes the others).
+    pub fn fail_matching(&self, needle: &str, mode: Mode) {
+        self.state.lock().unwrap().matching.push((needle.to_owned(), mode));
+    }
+
+    /// Requests without the header `name: value` are answered 401 from now on.
+    pub fn require_header(&self, name: &str, value: &str) {
+        self.state.lock().unwrap().required = Some((name.to_owned(), value.to_owned()));
     }
 
     /// Every answer of the store from now on comes as `{key: answer}`.
@@ -249,6 +264,10 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Answer {
     let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let body = String::from_utf8_lossy(&body).into_owned();
     let routed = state.lock().unwrap().routes.get(&target).cloned();
+    let authorized = {
+        let s = state.lock().unwrap();
+        s.required.as_ref().is_none_or(|(k, v)| headers.iter().any(|(hk, hv)| hk.eq_ignore_ascii_case(k) && hv == v))
+    };
     let (mode, delay) = {
         let mut s = state.lock().unwrap();
         s.requests.push(Recorded {
@@ -260,8 +279,17 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Answer {
         });
         // Queued modes are for writes; reads (the worker's lookups before a repeated create)
         // pass through, so a test can say what its POSTs get.
-        let queued = if method == "GET" || routed.is_some() { None } else { s.next.pop_front() };
-        let mode = queued.or_else(|| s.always.clone()).unwrap_or(Mode::Normal);
+        let matched = if method == "GET" || routed.is_some() {
+            None
+        } else {
+            s.matching.iter().find(|(needle, _)| body.contains(needle.as_str())).map(|(_, m)| m.clone())
+        };
+        let queued = if method == "GET" || routed.is_some() || matched.is_some() { None } else { s.next.pop_front() };
+        let mode = if authorized {
+            matched.or(queued).or_else(|| s.always.clone()).unwrap_or(Mode::Normal)
+        } else {
+            Mode::Status { code: 401, body: r#"{"message": "unauthorized"}"#.into(), retry_after: None }
+        };
         (mode, s.delay)
     };
     let slow = if method == "GET" { Duration::ZERO } else { state.lock().unwrap().slow_answers };

@@ -244,7 +244,8 @@ fn creates_answered_with_one_id_fail_alone_and_recover() {
             records.iter().map(|r| (r["local_id"].to_string(), r["id"].to_string())).collect();
         assert_eq!(pairs, remote, "{name}: each row paired with its own record");
     }
-    let over: i64 = db.count("SELECT coalesce(max(attempt), 0)::bigint FROM syncbridge.events WHERE direction = 'outbound'");
+    let over: i64 =
+        db.count("SELECT coalesce(max(attempt), 0)::bigint FROM syncbridge.events WHERE direction = 'outbound'");
     assert!(over <= 3, "attempt {over} of max_attempts 3");
     assert_eq!(db.count("SELECT count(*) FROM syncbridge._pending"), 0, "nothing left unsettled");
 }

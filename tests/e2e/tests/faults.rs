@@ -130,15 +130,22 @@ fn client_errors_are_kept_for_good_until_retry_failed_and_attempts_are_limited()
     assert_eq!(requeued, 1);
     wait_for(20, "delivered once queued again", || server.records("t").len() == 1);
 
-    // Attempts are limited; oversized answers are refused.
-    server.then([Mode::Huge, status(500, "", None)]);
-    c.execute("INSERT INTO t (name) VALUES ('Bob')", &[]).unwrap();
+    // Oversized answers are refused (and tried again).
+    server.then([Mode::Huge]);
+    c.execute("INSERT INTO t (name) VALUES ('Dan')", &[]).unwrap();
+    wait_for(20, "delivered after the oversized answer", || server.records("t").len() == 2);
+    let ev = events(&db, "t");
+    assert!(ev.iter().any(|e| e.2.starts_with("response larger than 1000 bytes")), "{ev:?}");
+
+    // Attempts are limited for a record's own failures: the remote fails it while it takes
+    // the others. (Failures while it takes nothing are an outage: tests/outage.rs.)
+    server.fail_matching("Bob", status(500, "", None));
+    c.execute("INSERT INTO t (name) VALUES ('Bob'), ('Carl')", &[]).unwrap();
     wait_for(20, "given up after two attempts", || {
         events(&db, "t").iter().any(|e| e.2.starts_with("gave up after 2 attempts"))
     });
-    let ev = events(&db, "t");
-    assert!(ev.iter().any(|e| e.2.starts_with("response larger than 1000 bytes")), "{ev:?}");
-    let failed: bool = c.query_one("SELECT failed FROM syncbridge._pending WHERE local_key = '2'", &[]).unwrap().get(0);
+    assert_eq!(server.records("t").len(), 3, "Carl is delivered");
+    let failed: bool = c.query_one("SELECT failed FROM syncbridge._pending WHERE local_key = '3'", &[]).unwrap().get(0);
     assert!(failed);
 }
 
