@@ -7,6 +7,8 @@
 //! 201 with the record, `PATCH`/`PUT`/`DELETE /{c}/{id}`, `GET /{c}?field=value` filters, and
 //! `POST /batch` takes the worker's batch requests. With `wrap(key)` every answer of the
 //! store comes inside an object under that key (`{"data": ...}`), as many APIs answer.
+//! `remove(c, id)` deletes a record behind the sync's back; a `PATCH`/`PUT` of it then
+//! answers 404, or 204 with no body in `Mode::NoContentForMissing`.
 //! A route (`route(target, ...)`) answers one path and query with a fixed status, headers
 //! and body before all of that: a redirect, or a page whose `Link` header or body names the
 //! next one. `GET /{c}?page=n&per=m` answers one page
@@ -35,6 +37,9 @@ pub enum Mode {
     StoreThenDrop,
     /// A 200 with a 4 MiB body.
     Huge,
+    /// Behave, except that a `PATCH`/`PUT` of a record the store does not hold (deleted, or
+    /// never there) answers 204 with an empty body instead of 404, as some remotes do.
+    NoContentForMissing,
 }
 
 #[derive(Debug, Clone)]
@@ -162,6 +167,16 @@ impl FaultServer {
     pub fn records(&self, collection: &str) -> Vec<Value> {
         self.state.lock().unwrap().store.get(collection).cloned().unwrap_or_default()
     }
+
+    /// Deletes a record of the store behind the sync's back (someone deleted it remotely);
+    /// whether it was there.
+    pub fn remove(&self, collection: &str, id: u64) -> bool {
+        let mut s = self.state.lock().unwrap();
+        let list = s.store.entry(collection.to_owned()).or_default();
+        let before = list.len();
+        list.retain(|r| r["id"] != json!(id));
+        list.len() < before
+    }
 }
 
 type Answer = Result<Response<Full<Bytes>>, std::io::Error>;
@@ -225,8 +240,11 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Answer {
             rest(&state, &method, &host, &target, &body);
             dropped()
         }
-        Mode::Normal => {
+        Mode::Normal | Mode::NoContentForMissing => {
             let (code, v) = rest(&state, &method, &host, &target, &body);
+            if mode == Mode::NoContentForMissing && code == 404 && (method == "PATCH" || method == "PUT") {
+                return reply(204, String::new(), None);
+            }
             let v = match state.lock().unwrap().wrap.clone() {
                 Some(key) => json!({ key: v }),
                 None => v,
