@@ -124,8 +124,12 @@ $$;
 -- Keeps linked tables and their links consistent when DDL drops things:
 -- * dropping a linked table drops its links, keeping their record state (id map) so that a
 --   link re-created with the same name on a table of the same name pairs records again;
--- * dropping a link's key column, or a tracking column, is refused: drop the link first, or
---   turn tracking off.
+-- * dropping a link's key column, or a tracking column, or the column its local_time_column
+--   or soft_delete_column setting names, is refused: drop the link first, turn tracking off,
+--   or unset the setting;
+-- * dropping a synced column drops its field rule, with a warning and an event ('ignored',
+--   with the field's name): the remote keeps the field's last value. Dropping the
+--   remote_id_column unsets that setting, also with a warning and an event.
 -- SECURITY DEFINER: it fires for every role's DROP, and an ordinary role may not read the
 -- catalog of links (without it, any DROP TABLE by such a role failed on _link).
 CREATE FUNCTION _on_sql_drop() RETURNS event_trigger
@@ -154,6 +158,8 @@ BEGIN
                 RAISE EXCEPTION 'cannot drop column "%": link "%" keeps it', obj.address_names[3], l.name
                     USING ERRCODE = 'dependent_objects_still_exist',
                           HINT = format('Turn tracking off first: SELECT syncbridge.alter_link(%L, ''{"track_columns": false}'');', l.name);
+            ELSE
+                PERFORM @extschema@._column_dropped(l, obj.address_names[3]);
             END IF;
         END LOOP;
     END LOOP;
@@ -161,5 +167,106 @@ END
 $$;
 CREATE EVENT TRIGGER syncbridge_sql_drop ON sql_drop EXECUTE FUNCTION _on_sql_drop();
 
+-- A column of link l's table was dropped (not its key, not a tracking column): see
+-- _on_sql_drop. Never silent when something that travelled stops travelling.
+CREATE FUNCTION _column_dropped(l _link, p_column name) RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    f @extschema@._field;
+    setting text;
+    dir text := CASE l.direction WHEN 'inbound' THEN 'inbound' ELSE 'outbound' END;
+BEGIN
+    FOREACH setting IN ARRAY ARRAY['local_time_column', 'soft_delete_column'] LOOP
+        IF l.settings ->> setting = p_column THEN
+            RAISE EXCEPTION 'cannot drop column "%": it is the % of link "%"', p_column, setting, l.name
+                USING ERRCODE = 'dependent_objects_still_exist',
+                      HINT = format('Unset it first: SELECT syncbridge.alter_link(%L, %L);', l.name,
+                                    jsonb_build_object(setting, NULL));
+        END IF;
+    END LOOP;
+    IF l.settings ->> 'remote_id_column' = p_column THEN
+        UPDATE @extschema@._link SET settings = settings - 'remote_id_column' WHERE id = l.id;
+        INSERT INTO @extschema@._event (link_id, direction, status, reason, detail)
+        VALUES (l.id, dir, 'ignored',
+                format('column "%s" was dropped: it was the remote_id_column, which is unset now (the id map keeps the remote ids)', p_column),
+                jsonb_build_object('ddl', 'drop column', 'column', p_column));
+        RAISE WARNING 'pg_syncbridge: column "%" was the remote_id_column of link "%"; the setting is unset', p_column, l.name
+            USING HINT = 'The id map keeps the remote ids; name another column with alter_link to store them in the table again.';
+    END IF;
+    DELETE FROM @extschema@._field WHERE link_id = l.id AND column_name = p_column RETURNING * INTO f;
+    -- Did it travel? A rule says so; without one, every column but the extension's own, the
+    -- remote-id column and one named like the remote's key field travels under its name.
+    IF coalesce(f.synced, p_column NOT IN ('_sync_last_touch', '_sync_fingerprint')
+                          AND p_column <> l.remote_key_field
+                          AND p_column IS DISTINCT FROM l.settings ->> 'remote_id_column') THEN
+        INSERT INTO @extschema@._event (link_id, direction, status, reason, detail)
+        VALUES (l.id, dir, 'ignored',
+                format('column "%s" was dropped: field "%s" no longer travels; the remote keeps its last value',
+                       p_column, coalesce(f.remote_field, p_column)),
+                jsonb_build_object('ddl', 'drop column', 'column', p_column, 'remote_field', coalesce(f.remote_field, p_column)));
+        RAISE WARNING 'pg_syncbridge: column "%" of link "%" was dropped; field "%" no longer travels', p_column, l.name,
+                      coalesce(f.remote_field, p_column)
+            USING HINT = 'The remote keeps the field''s last value. Add the column again and backfill to send it, or clear the field on the remote.';
+    END IF;
+END
+$$;
+
+-- Follows a column rename on a linked table (ALTER TABLE ... RENAME COLUMN p_old TO p_new; the
+-- C event trigger below reads both names from the statement, the table from
+-- pg_event_trigger_ddl_commands()), for every link of the table or of a partitioned table
+-- it belongs to:
+-- * the key column, and columns named by settings (remote_id_column, local_time_column,
+--   soft_delete_column), are renamed in the link;
+-- * the column's field rule follows it, and its remote field stays what it was: a column that
+--   travelled under its own name gets a rule with remote_field = the old name (one named like
+--   the remote's key field, which did not travel, gets synced => false);
+-- * renaming a tracking column is refused: the triggers find them by name.
+-- Returns the tables whose links changed (their capture caches are invalidated).
+CREATE FUNCTION _column_renamed(p_old name, p_new name) RETURNS SETOF oid
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    t oid;
+    l @extschema@._link;
+    travelled boolean;
+BEGIN
+    FOR t IN SELECT DISTINCT c.objid FROM pg_event_trigger_ddl_commands() c
+             WHERE c.classid = 'pg_class'::regclass AND c.objsubid > 0 LOOP
+        FOR l IN SELECT * FROM @extschema@._link
+                 WHERE local_table = t OR local_table IN (SELECT relid FROM pg_partition_tree(t)) FOR UPDATE LOOP
+            IF l.track_columns AND p_old IN ('_sync_last_touch', '_sync_fingerprint') THEN
+                RAISE EXCEPTION 'cannot rename column "%": link "%" keeps it under this name', p_old, l.name
+                    USING ERRCODE = 'dependent_objects_still_exist',
+                          HINT = format('Leave it as it is, or turn tracking off first: SELECT syncbridge.alter_link(%L, ''{"track_columns": false}'');', l.name);
+            END IF;
+            -- A rule left over for a column of the new name that no longer exists.
+            DELETE FROM @extschema@._field WHERE link_id = l.id AND column_name = p_new;
+            travelled := p_old NOT IN ('_sync_last_touch', '_sync_fingerprint') AND p_old <> l.remote_key_field;
+            UPDATE @extschema@._field
+            SET column_name = p_new,
+                remote_field = coalesce(remote_field, CASE WHEN travelled THEN p_old::text END),
+                synced = synced AND (remote_field IS NOT NULL OR travelled)
+            WHERE link_id = l.id AND column_name = p_old;
+            IF NOT FOUND AND p_old IS DISTINCT FROM l.settings ->> 'remote_id_column' THEN
+                INSERT INTO @extschema@._field (link_id, column_name, remote_field, synced)
+                VALUES (l.id, p_new, CASE WHEN travelled THEN p_old::text END, travelled);
+            END IF;
+            UPDATE @extschema@._link
+            SET key_column = CASE WHEN key_column = p_old THEN p_new ELSE key_column END,
+                settings = settings || coalesce((SELECT jsonb_object_agg(s.key, p_new) FROM jsonb_each_text(settings) s
+                                                 WHERE s.key IN ('remote_id_column', 'local_time_column', 'soft_delete_column')
+                                                   AND s.value = p_old), '{}')
+            WHERE id = l.id;
+            RETURN NEXT l.local_table::oid;
+        END LOOP;
+    END LOOP;
+END
+$$;
+
+-- ddl_command_end of ALTER TABLE: a column rename calls _column_renamed (src/capture/ddl.rs),
+-- as the extension's owner.
+CREATE FUNCTION _on_ddl_end() RETURNS event_trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'syncbridge_on_ddl_end';
+CREATE EVENT TRIGGER syncbridge_ddl_end ON ddl_command_end WHEN TAG IN ('ALTER TABLE') EXECUTE FUNCTION _on_ddl_end();
+
 REVOKE ALL ON FUNCTION _install_capture(bigint), _remove_triggers(bigint), _remove_columns(bigint),
-                       _capture_config(bigint, oid) FROM PUBLIC;
+                       _capture_config(bigint, oid), _column_dropped(_link, name), _column_renamed(name, name) FROM PUBLIC;

@@ -7,11 +7,14 @@
 //! * `buffer` — both add keys to a per-transaction buffer that is written to the outbox once,
 //!   at pre-commit (`outbox::enqueue`).
 //!
+//! * `ddl` — the event trigger that follows column renames of linked tables.
+//!
 //! Neither trigger calls the worker; the outbox is the only thing they share with it.
 
 pub mod backfill;
 pub mod buffer;
 pub mod config;
+pub mod ddl;
 pub mod row;
 pub mod statement;
 mod trigger;

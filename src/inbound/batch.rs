@@ -101,8 +101,8 @@ impl Batch {
                     writes.soft_delete(key(), column);
                 }
                 Decision::Write(w) if w.keeps_the_row() => {}
-                Decision::Write(w) if w.update => writes.update(p.slot, key(), w.values.clone()),
-                Decision::Write(w) => writes.insert(p.slot, w.values.clone()),
+                Decision::Write(w) if w.update => writes.update(p.slot, key(), self.with_remote_id(&w.values, p)),
+                Decision::Write(w) => writes.insert(p.slot, self.with_remote_id(&w.values, p)),
                 Decision::Skip { .. } | Decision::Echo => {}
             }
         }
@@ -126,6 +126,20 @@ impl Batch {
             .collect();
         journal.write(self.link.id);
         Some(out)
+    }
+
+    /// The values of a write, plus the record's remote key in the link's remote-id column
+    /// when the row is new or its column does not hold that key yet (in the same statement,
+    /// under the same origin flag: nothing travels back for it).
+    fn with_remote_id(&self, values: &Map<String, Value>, p: &Plan<'_>) -> Map<String, Value> {
+        let mut values = values.clone();
+        if let Some(column) = &self.remote_id_column {
+            let held = p.local_row.and_then(|row| row.get(column)).filter(|v| !v.is_null()).map(key_text);
+            if !values.contains_key(column) && held.as_deref() != Some(p.inc.remote_key.as_str()) {
+                values.insert(column.clone(), Value::String(p.inc.remote_key.clone()));
+            }
+        }
+        values
     }
 
     /// Two records that would touch the same local row: the row one of them reads, or the

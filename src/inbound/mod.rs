@@ -102,6 +102,9 @@ pub struct Batch {
     records: Vec<Value>,
     /// The statements on the link's table, written as they are first needed.
     statements: TableStatements,
+    /// The link's `remote_id_column`, when the table has it and it does not travel as a
+    /// field: a row a record creates gets the record's remote key there.
+    remote_id_column: Option<String>,
 }
 
 impl Batch {
@@ -137,7 +140,17 @@ impl Batch {
             }
         };
         let map = link.field_map()?;
+        let remote_id_column = match link.conf.remote_id_column.as_deref() {
+            Some(column) => crate::error::spi_opt::<bool>(
+                "SELECT EXISTS (SELECT FROM syncbridge._field_rule WHERE link_id = $1 AND column_name = $2 AND NOT synced)",
+                &[link.id.into(), column.into()],
+            )?
+            .unwrap_or(false)
+            .then(|| column.to_owned()),
+            None => None,
+        };
         Ok(Self {
+            remote_id_column,
             guards: Guard::parse_list(&link.loop_guards)?,
             contention: Contention::parse(&link.contention)?,
             statements: TableStatements::new(&link),

@@ -208,6 +208,46 @@ pub fn payload(
     out
 }
 
+/// What an answer to an update (a `PATCH` or `PUT` of a paired remote id) says of the remote
+/// record, beyond delivered or not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpdateAnswer {
+    /// Nothing beyond what [`judge`] says.
+    Plain,
+    /// A 2xx that carries no record (a 204, an empty or `null` body): delivered, and the
+    /// event says so (`reason`).
+    NoRecord { reason: String },
+    /// The remote record is gone: a 404, or a 2xx with no record on a link whose
+    /// `empty_update_answer` is `gone`. The link's delete policy applies, as for a tombstone.
+    Gone { why: String },
+}
+
+/// Reads an answer to an update. `empty_is_gone`: the link's `empty_update_answer` is `gone`.
+pub fn update_answer(answer: &Answer, empty_is_gone: bool) -> UpdateAnswer {
+    if answer.refused.is_some() {
+        return UpdateAnswer::Plain;
+    }
+    match answer.status {
+        Some(404) => UpdateAnswer::Gone { why: "the record was deleted on the remote (HTTP 404 to the update)".into() },
+        Some(code @ 200..=299) if no_record(&answer.body) || code == 204 => {
+            if empty_is_gone {
+                UpdateAnswer::Gone {
+                    why: format!("the record was deleted on the remote (HTTP {code} with no record to the update)"),
+                }
+            } else {
+                UpdateAnswer::NoRecord { reason: format!("delivered (the remote answered {code} with no record)") }
+            }
+        }
+        _ => UpdateAnswer::Plain,
+    }
+}
+
+/// A body that holds no record: empty, or JSON `null`.
+fn no_record(body: &str) -> bool {
+    let body = body.trim();
+    body.is_empty() || body == "null"
+}
+
 /// The remote names of the volatile fields (left out of fingerprints).
 pub fn volatile_fields(map: &FieldMap) -> Vec<&str> {
     map.fields.iter().filter(|f| f.volatile).map(|f| f.remote.as_str()).collect()
@@ -216,6 +256,35 @@ pub fn volatile_fields(map: &FieldMap) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_update_answer_tells_a_gone_record_and_one_with_no_record() {
+        let answer = |status: u16, body: &str| Answer { status: Some(status), body: body.into(), ..Default::default() };
+        assert_eq!(update_answer(&answer(200, r#"{"id": 1}"#), false), UpdateAnswer::Plain);
+        assert_eq!(update_answer(&answer(200, r#"{"id": 1}"#), true), UpdateAnswer::Plain);
+        assert_eq!(update_answer(&answer(422, "bad"), false), UpdateAnswer::Plain);
+        assert_eq!(update_answer(&answer(500, ""), true), UpdateAnswer::Plain);
+        assert_eq!(
+            update_answer(&answer(404, r#"{"message": "no such record"}"#), false),
+            UpdateAnswer::Gone { why: "the record was deleted on the remote (HTTP 404 to the update)".into() }
+        );
+        assert_eq!(
+            update_answer(&answer(204, ""), false),
+            UpdateAnswer::NoRecord { reason: "delivered (the remote answered 204 with no record)".into() }
+        );
+        assert_eq!(
+            update_answer(&answer(200, " null "), false),
+            UpdateAnswer::NoRecord { reason: "delivered (the remote answered 200 with no record)".into() }
+        );
+        assert_eq!(
+            update_answer(&answer(204, ""), true),
+            UpdateAnswer::Gone {
+                why: "the record was deleted on the remote (HTTP 204 with no record to the update)".into()
+            }
+        );
+        let refused = Answer { status: Some(404), refused: Some("another origin".into()), ..Default::default() };
+        assert_eq!(update_answer(&refused, false), UpdateAnswer::Plain);
+    }
     use crate::logic::mapping::{Column, FieldRule};
     use serde_json::json;
 

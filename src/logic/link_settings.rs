@@ -71,7 +71,8 @@ pub const SETTINGS: &[SettingDoc] = &[
     s("pull", Bool, "true", "inbound pull on or off"),
     s("pull_interval", PositiveInt, "10", "seconds between pulls of a realtime link (a scheduled link pulls on its schedule)"),
     s("update_method", OneOf(&["PATCH", "PUT"]), "`PATCH`", "how an update is sent"),
-    s("remote_id_column", Text, "none", "local column that receives the remote id of a created record; it is not sent or received as a field (the remote has its own id), unless `set_field` marks it synced"),
+    s("empty_update_answer", OneOf(&["delivered", "gone"]), "`delivered`", "what a 2xx answer with no record (a 204, an empty body) to an update means: `delivered` (its event says the remote answered with no record), or `gone`: the remote record was deleted, as a 404 to an update says, and the link's `deletes` policy applies"),
+    s("remote_id_column", Text, "none", "local column that holds a record's remote id: written when a record the link sent is created on the remote, and in the insert of a row an inbound record creates; it is not sent or received as a field (the remote has its own id), unless `set_field` marks it synced"),
     s("concurrency", PositiveInt, "8", "requests of the link on the network at once, at most (1 to 64), whichever of its batches (up to two travel at once) they belong to"),
     s("max_response_bytes", PositiveInt, "8388608", "larger answers are refused"),
     s("batch_result_pointer", Pointer, "the whole body", "batch mode: JSON pointer to the per-record results, in order"),
@@ -97,6 +98,8 @@ pub struct LinkSettings {
     /// `None`: the link's remote key field.
     pub created_id_pointer: Option<String>,
     pub update_method: String,
+    /// `delivered` or `gone`: what a 2xx with no record to an update means.
+    pub empty_update_answer: String,
     pub batch_url: Option<String>,
     pub batch_result_pointer: String,
     pub local_id_field: Option<String>,
@@ -138,6 +141,7 @@ impl Default for LinkSettings {
             auth_header: "Authorization".into(),
             created_id_pointer: None,
             update_method: "PATCH".into(),
+            empty_update_answer: "delivered".into(),
             batch_url: None,
             batch_result_pointer: String::new(),
             local_id_field: None,

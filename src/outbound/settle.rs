@@ -1,11 +1,14 @@
 //! Step 3: judge the answers and record them (SPI, worker main thread): the id map (new remote
 //! ids, also into the user's `remote_id_column` under the origin flag), fingerprints and base
-//! snapshots, `_pending` (done, retry later, dead-lettered), and one event per record.
+//! snapshots, `_pending` (done, retry later, dead-lettered), and one event per record. An
+//! update whose remote record is gone (a 404) applies the link's delete policy (`gone`).
+
+mod gone;
 
 use super::plan::{Action, Sent};
 use crate::catalog::link::LinkRow;
 use crate::error::OrRaise;
-use crate::logic::delivery::{self, Verdict};
+use crate::logic::delivery::{self, UpdateAnswer, Verdict};
 use crate::logic::outage::{self, Failure, Fate, Limits};
 use crate::logic::status::Status;
 use crate::origin;
@@ -259,8 +262,16 @@ pub fn settle(link: &LinkRow, sent: Vec<Sent>) -> Results {
     } else {
         failure_history(link.id, sent.iter().map(|s| s.delivery.local_key.clone()).collect())
     };
+    let empty_is_gone = link.conf.empty_update_answer == "gone";
+    let mut remote_deletes = Vec::new();
     for s in sent {
         let d = &s.delivery;
+        // An update of a paired record (also a repeated create that found its record).
+        let update = if d.action == Action::Update || s.found_id.is_some() {
+            delivery::update_answer(&s.answer, empty_is_gone)
+        } else {
+            UpdateAnswer::Plain
+        };
         let jitter = jitter_for(&d.local_key, d.attempt);
         let verdict = match (delivery::judge(&s.answer, d.attempt, jitter, now), d.action) {
             // Deleting what is already gone is done.
@@ -274,6 +285,13 @@ pub fn settle(link: &LinkRow, sent: Vec<Sent>) -> Results {
         o.remote_key = d.remote_key.clone();
         o.hops = d.hops.clone();
         o.detail = Some(json!({"method": s.method, "http_status": s.answer.status, "action": d.purpose}));
+        if let UpdateAnswer::Gone { why } = update {
+            // Settled once the link's delete policy has been applied (`gone`).
+            remote_deletes.push(gone::RemoteDelete { outcome: results.len(), why });
+            o.status = Status::Ignored;
+            results.push(o);
+            continue;
+        }
         match verdict {
             Verdict::Delivered(body) => {
                 if d.action == Action::Delete {
@@ -281,6 +299,9 @@ pub fn settle(link: &LinkRow, sent: Vec<Sent>) -> Results {
                     o.reason = Some("deleted".into());
                 } else {
                     o.base = d.base.clone();
+                }
+                if let UpdateAnswer::NoRecord { reason } = update {
+                    o.reason = Some(reason);
                 }
                 if d.remote_key.is_none() && d.action == Action::Create {
                     let id = s
@@ -364,6 +385,7 @@ pub fn settle(link: &LinkRow, sent: Vec<Sent>) -> Results {
         results.push(o);
     }
     results.refuse_shared_ids(link, limits.max_attempts, now);
+    gone::apply(link, &mut results, remote_deletes);
     results.store_remote_ids(link);
     results.record(link.id);
     results.record_duplicates(link.id);

@@ -551,10 +551,13 @@ fn in_transaction<R>(f: impl FnOnce() -> R) -> Result<R, SqlError> {
     let f = AssertUnwindSafe(f);
     let limit = settings::STATEMENT_TIMEOUT_MS.get();
     if limit > 0 {
+        // SAFETY: the backend's main thread; STATEMENT_TIMEOUT was registered by InitPostgres
+        // for every backend, and its handler cancels the running query like a client's.
         unsafe { enable_timeout_after(STATEMENT_TIMEOUT, limit) };
     }
     let result = BackgroundWorker::transaction(AssertUnwindSafe(move || subxact::run(move || (f.0)())));
     if limit > 0 {
+        // SAFETY: as above; disabling a timeout that already fired is allowed.
         unsafe { disable_timeout(STATEMENT_TIMEOUT, false) };
     }
     // A worker never returns to a client loop, which is where backends report their table

@@ -7,6 +7,8 @@
 //! 201 with the record, `PATCH`/`PUT`/`DELETE /{c}/{id}`, `GET /{c}?field=value` filters, and
 //! `POST /batch` takes the worker's batch requests. With `wrap(key)` every answer of the
 //! store comes inside an object under that key (`{"data": ...}`), as many APIs answer.
+//! `remove(c, id)` deletes a record behind the sync's back; a `PATCH`/`PUT` of it then
+//! answers 404, or 204 with no body in `Mode::NoContentForMissing`.
 //! A route (`route(target, ...)`) answers one path and query with a fixed status, headers
 //! and body before all of that: a redirect, or a page whose `Link` header or body names the
 //! next one. `GET /{c}?page=n&per=m` answers one page
@@ -46,6 +48,9 @@ pub enum Mode {
     StoreThenDropAfter(Duration),
     /// Do what was asked, then answer with this status and body (say, a 201 that is not JSON).
     StoreThenAnswer { code: u16, body: String },
+    /// Behave, except that a `PATCH`/`PUT` of a record the store does not hold (deleted, or
+    /// never there) answers 204 with an empty body instead of 404, as some remotes do.
+    NoContentForMissing,
 }
 
 /// How the store's lists read their query.
@@ -238,6 +243,16 @@ impl FaultServer {
     pub fn records(&self, collection: &str) -> Vec<Value> {
         self.state.lock().unwrap().store.get(collection).cloned().unwrap_or_default()
     }
+
+    /// Deletes a record of the store behind the sync's back (someone deleted it remotely);
+    /// whether it was there.
+    pub fn remove(&self, collection: &str, id: u64) -> bool {
+        let mut s = self.state.lock().unwrap();
+        let list = s.store.entry(collection.to_owned()).or_default();
+        let before = list.len();
+        list.retain(|r| r["id"] != json!(id));
+        list.len() < before
+    }
 }
 
 type Answer = Result<Response<Full<Bytes>>, std::io::Error>;
@@ -324,8 +339,11 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Answer {
             rest(&state, &method, &host, &target, &body);
             reply(code, answer, None)
         }
-        Mode::Normal => {
+        Mode::Normal | Mode::NoContentForMissing => {
             let (code, v) = rest(&state, &method, &host, &target, &body);
+            if mode == Mode::NoContentForMissing && code == 404 && (method == "PATCH" || method == "PUT") {
+                return reply(204, String::new(), None);
+            }
             if !slow.is_zero() {
                 tokio::time::sleep(slow).await;
             }
