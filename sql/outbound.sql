@@ -27,7 +27,7 @@ CREATE TABLE _pending (
     failed       boolean NOT NULL DEFAULT false,
     last_error   text,
     -- When a create of this record first went out while its remote id was unknown (set in
-    -- the claim's transaction, committed before the request leaves; see _create_sent). Until
+    -- the claim's transaction, committed before the request leaves; see _claim). Until
     -- the id is known, every later create attempt looks the record up first, whatever
     -- happened meanwhile: a lost or unreadable answer, an edit (which starts the attempts
     -- again), a crash, a dead letter and retry_failed.
@@ -100,7 +100,8 @@ $$;
 CREATE FUNCTION _claim(p_link bigint, p_limit integer)
     RETURNS TABLE (local_key text, seq bigint, fields text[], writeback boolean, attempt integer,
                    remote_key text, out_fingerprint text, out_status text, user_edit boolean,
-                   came_back boolean, hop_times bigint[], quarantined_at timestamptz)
+                   came_back boolean, hop_times bigint[], quarantined_at timestamptz,
+                   create_sent_before boolean)
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     room integer;
@@ -113,16 +114,24 @@ BEGIN
 
     -- By ctid: whatever the planner thinks of _pending's size (it changes fast), this is a
     -- TID scan, not a join.
+    -- A record without a remote id goes out as a create: create_sent_at is set here, in the
+    -- same write that claims it (committed before the request leaves), and kept until the
+    -- pending entry is done. create_sent_before says an earlier create may have reached the
+    -- remote (set by an earlier transaction, whose now() is earlier): look it up first.
     RETURN QUERY
     WITH taken AS (
-        UPDATE @extschema@._pending p SET in_flight = true, attempt = p.attempt + 1
+        UPDATE @extschema@._pending p SET in_flight = true, attempt = p.attempt + 1,
+            create_sent_at = CASE WHEN p.create_sent_at IS NOT NULL THEN p.create_sent_at
+                                  WHEN NOT EXISTS (SELECT FROM @extschema@._record_of(p_link, p.local_key) x
+                                                   WHERE x.remote_key IS NOT NULL) THEN now() END
         WHERE p.ctid = ANY (ARRAY(
             SELECT d.ctid FROM @extschema@._pending d
             WHERE d.link_id = p_link AND NOT d.failed AND NOT d.in_flight AND d.next_attempt <= now()
             ORDER BY d.seq LIMIT p_limit FOR UPDATE SKIP LOCKED))
-        RETURNING p.local_key, p.seq, p.fields, p.writeback, p.attempt, p.user_edit)
+        RETURNING p.local_key, p.seq, p.fields, p.writeback, p.attempt, p.user_edit, p.create_sent_at)
     SELECT t.local_key, t.seq, t.fields, t.writeback, t.attempt, r.remote_key, r.out_fingerprint, r.out_status,
-           t.user_edit, coalesce(r.in_at > r.out_at, false), coalesce(r.hop_times, '{}'), r.quarantined_at
+           t.user_edit, coalesce(r.in_at > r.out_at, false), coalesce(r.hop_times, '{}'), r.quarantined_at,
+           t.create_sent_at < now()
     FROM taken t LEFT JOIN LATERAL @extschema@._record_of(p_link, t.local_key) r ON true
     ORDER BY t.seq;
     GET DIAGNOSTICS room = ROW_COUNT;
@@ -154,9 +163,11 @@ BEGIN
         SELECT pk.*, row_number() OVER (ORDER BY pk.newest) <= room AS take FROM per_key pk),
     merged AS (
         INSERT INTO @extschema@._pending AS p (link_id, local_key, seq, fields, writeback, user_edit, enqueued_at,
-                                               in_flight, attempt)
+                                               in_flight, attempt, create_sent_at)
         SELECT p_link, key, newest, CASE WHEN whole THEN NULL ELSE coalesce(some_fields, '{}') END, wants_id, by_user,
-               first_at, take, take::int
+               first_at, take, take::int,
+               CASE WHEN take AND NOT EXISTS (SELECT FROM @extschema@._record_of(p_link, key) x
+                                              WHERE x.remote_key IS NOT NULL) THEN now() END
         FROM ranked
         ON CONFLICT ON CONSTRAINT _pending_pkey DO UPDATE SET
             seq = EXCLUDED.seq,
@@ -171,27 +182,12 @@ BEGIN
         -- xmax = 0: a row this statement inserted (not one it merged into).
         RETURNING p.local_key, p.seq, p.fields, p.writeback, p.attempt, p.user_edit, p.in_flight AND p.xmax = 0 AS fresh)
     SELECT t.local_key, t.seq, t.fields, t.writeback, t.attempt, r.remote_key, r.out_fingerprint, r.out_status,
-           t.user_edit, coalesce(r.in_at > r.out_at, false), coalesce(r.hop_times, '{}'), r.quarantined_at
+           t.user_edit, coalesce(r.in_at > r.out_at, false), coalesce(r.hop_times, '{}'), r.quarantined_at,
+           false
     FROM merged t LEFT JOIN LATERAL @extschema@._record_of(p_link, t.local_key) r ON true
     WHERE t.fresh
     ORDER BY t.seq;
 END
-$$;
-
--- Marks the records whose create is about to go out (p_keys: claimed, in flight), and
--- returns those whose create had gone out before (their remote id still unknown): these are
--- looked up before they are created. One write for a record's first create only.
-CREATE FUNCTION _create_sent(p_link bigint, p_keys text[]) RETURNS TABLE (local_key text, sent_at timestamptz)
-    LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
-    WITH before AS (
-        SELECT q.local_key, q.create_sent_at FROM @extschema@._pending q
-        WHERE q.link_id = p_link AND q.local_key = ANY (p_keys)),
-    marked AS (
-        UPDATE @extschema@._pending p SET create_sent_at = now()
-        FROM before b
-        WHERE p.link_id = p_link AND p.local_key = b.local_key AND b.create_sent_at IS NULL
-        RETURNING 1)
-    SELECT b.local_key, b.create_sent_at FROM before b WHERE b.create_sent_at IS NOT NULL
 $$;
 
 -- Remote records that carry the same local id, as a lookup before a create ('lookup') or an
@@ -355,7 +351,7 @@ CREATE FUNCTION _recover() RETURNS bigint
     SELECT count(*) FROM r
 $$;
 
-REVOKE ALL ON FUNCTION _create_sent(bigint, text[]), _duplicates_seen(bigint, text[], text[], text),
+REVOKE ALL ON FUNCTION _duplicates_seen(bigint, text[], text[], text),
     _duplicates_resolved(bigint, text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _record_of(bigint, text), _claim(bigint, integer), _settle(bigint, text[], bigint[], text[], text[], integer[], timestamptz[], text[], text[], text[], boolean[], text[], integer[], text[], text[], boolean[]), _recover() FROM PUBLIC;
 

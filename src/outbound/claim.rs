@@ -28,6 +28,8 @@ struct Claimed {
     came_back: bool,
     hop_times: Vec<i64>,
     quarantined: bool,
+    /// A create of this record went out before and its remote id is still unknown.
+    create_sent_before: bool,
 }
 
 /// Claims up to `limit` due records of `link` and returns the deliveries to send. Records
@@ -50,6 +52,7 @@ pub fn claim(link: &LinkRow, limit: i32) -> Result<Vec<Delivery>> {
                 came_back: r.get(10)?.unwrap_or(false),
                 hop_times: r.get::<Vec<i64>>(11)?.unwrap_or_default(),
                 quarantined: r.get::<pgrx::datum::TimestampWithTimeZone>(12)?.is_some(),
+                create_sent_before: r.get::<bool>(13)?.unwrap_or(false),
             });
         }
         Ok(out)
@@ -155,8 +158,8 @@ pub fn claim(link: &LinkRow, limit: i32) -> Result<Vec<Delivery>> {
             local_key: c.local_key,
             seq: c.seq,
             attempt,
-            // Set below, from _create_sent.
-            lookup: false,
+            // An earlier create may have reached the remote: look it up first (_claim).
+            lookup: action == Action::Create && c.create_sent_before,
             remote_key: c.remote_key,
             action,
             purpose,
@@ -167,33 +170,5 @@ pub fn claim(link: &LinkRow, limit: i32) -> Result<Vec<Delivery>> {
         });
     }
     stopped.record(link.id);
-    mark_creates(link.id, &mut deliveries);
     Ok(deliveries)
-}
-
-/// Marks the creates about to go out, durably (committed with the claim, before anything is
-/// sent), and has those whose create went out before looked up first: the "this create may
-/// have reached the remote" fact outlives lost answers, edits that start the attempts again,
-/// dead letters and crashes, until the remote id is known.
-fn mark_creates(link_id: i64, deliveries: &mut [Delivery]) {
-    let creates: Vec<&str> =
-        deliveries.iter().filter(|d| d.action == Action::Create).map(|d| d.local_key.as_str()).collect();
-    if creates.is_empty() {
-        return;
-    }
-    let sent_before = Spi::connect(|c| -> std::result::Result<std::collections::HashSet<String>, pgrx::spi::Error> {
-        let rows =
-            c.select("SELECT local_key FROM syncbridge._create_sent($1, $2)", None, &[link_id.into(), creates.into()])?;
-        let mut keys = std::collections::HashSet::new();
-        for r in rows {
-            if let Some(k) = r.get::<String>(1)? {
-                keys.insert(k);
-            }
-        }
-        Ok(keys)
-    })
-    .or_raise();
-    for d in deliveries.iter_mut().filter(|d| d.action == Action::Create) {
-        d.lookup = sent_before.contains(&d.local_key);
-    }
 }
