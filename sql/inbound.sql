@@ -100,8 +100,21 @@ BEGIN
     WHEN 'check' THEN
         RETURN format('SELECT count(*) FROM jsonb_populate_recordset(NULL::%s, $1::jsonb)', p_table);
     WHEN 'keys' THEN
-        RETURN format('SELECT array_agg(k.key ORDER BY k.key) FROM (SELECT t.%1$I::text AS key, (row_number() OVER (ORDER BY t.%1$I) - 1) / 1000 AS chunk FROM %2$s t) k
-                       GROUP BY k.chunk ORDER BY k.chunk', p_key_column, p_table);
+        -- Key text as capture writes it (src/capture/values.rs, Codec::write_key), whatever
+        -- the session's TimeZone and DateStyle: a timestamptz in UTC ISO 8601 with a Z, a
+        -- date or timestamp as to_jsonb writes it (ISO); any other type's text output.
+        RETURN format('SELECT array_agg(k.key ORDER BY k.key) FROM (SELECT %3$s AS key, (row_number() OVER (ORDER BY t.%1$I) - 1) / 1000 AS chunk FROM %2$s t) k
+                       GROUP BY k.chunk ORDER BY k.chunk', p_key_column, p_table,
+                      CASE (SELECT (CASE WHEN b.typtype = 'd' THEN b.typbasetype ELSE b.oid END)::regtype::text
+                            FROM pg_type b WHERE b.oid = key_type::regtype)
+                      WHEN 'timestamp with time zone' THEN
+                          format('CASE WHEN t.%1$I BETWEEN ''0001-01-01 00:00:00Z'' AND ''9999-12-31 23:59:59.999999Z''
+                                  THEN (to_jsonb(t.%1$I AT TIME ZONE ''UTC'') #>> ''{}'') || ''Z'' ELSE t.%1$I::text END', p_key_column)
+                      WHEN 'date' THEN
+                          format('CASE WHEN t.%1$I BETWEEN ''0001-01-01'' AND ''9999-12-31'' THEN to_jsonb(t.%1$I) #>> ''{}'' ELSE t.%1$I::text END', p_key_column)
+                      WHEN 'timestamp without time zone' THEN
+                          format('CASE WHEN t.%1$I BETWEEN ''0001-01-01'' AND ''9999-12-31 23:59:59.999999'' THEN to_jsonb(t.%1$I) #>> ''{}'' ELSE t.%1$I::text END', p_key_column)
+                      ELSE format('t.%I::text', p_key_column) END);
     WHEN 'store_ids' THEN
         col_type := @extschema@._column_type(p_table, p_columns[1]);
         IF col_type IS NULL THEN
