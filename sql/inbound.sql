@@ -100,8 +100,21 @@ BEGIN
     WHEN 'check' THEN
         RETURN format('SELECT count(*) FROM jsonb_populate_recordset(NULL::%s, $1::jsonb)', p_table);
     WHEN 'keys' THEN
-        RETURN format('SELECT array_agg(k.key ORDER BY k.key) FROM (SELECT t.%1$I::text AS key, (row_number() OVER (ORDER BY t.%1$I) - 1) / 1000 AS chunk FROM %2$s t) k
-                       GROUP BY k.chunk ORDER BY k.chunk', p_key_column, p_table);
+        -- Key text as capture writes it (src/capture/values.rs, Codec::write_key), whatever
+        -- the session's TimeZone and DateStyle: a timestamptz in UTC ISO 8601 with a Z, a
+        -- date or timestamp as to_jsonb writes it (ISO); any other type's text output.
+        RETURN format('SELECT array_agg(k.key ORDER BY k.key) FROM (SELECT %3$s AS key, (row_number() OVER (ORDER BY t.%1$I) - 1) / 1000 AS chunk FROM %2$s t) k
+                       GROUP BY k.chunk ORDER BY k.chunk', p_key_column, p_table,
+                      CASE (SELECT (CASE WHEN b.typtype = 'd' THEN b.typbasetype ELSE b.oid END)::regtype::text
+                            FROM pg_type b WHERE b.oid = key_type::regtype)
+                      WHEN 'timestamp with time zone' THEN
+                          format('CASE WHEN t.%1$I BETWEEN ''0001-01-01 00:00:00Z'' AND ''9999-12-31 23:59:59.999999Z''
+                                  THEN (to_jsonb(t.%1$I AT TIME ZONE ''UTC'') #>> ''{}'') || ''Z'' ELSE t.%1$I::text END', p_key_column)
+                      WHEN 'date' THEN
+                          format('CASE WHEN t.%1$I BETWEEN ''0001-01-01'' AND ''9999-12-31'' THEN to_jsonb(t.%1$I) #>> ''{}'' ELSE t.%1$I::text END', p_key_column)
+                      WHEN 'timestamp without time zone' THEN
+                          format('CASE WHEN t.%1$I BETWEEN ''0001-01-01'' AND ''9999-12-31 23:59:59.999999'' THEN to_jsonb(t.%1$I) #>> ''{}'' ELSE t.%1$I::text END', p_key_column)
+                      ELSE format('t.%I::text', p_key_column) END);
     WHEN 'store_ids' THEN
         col_type := @extschema@._column_type(p_table, p_columns[1]);
         IF col_type IS NULL THEN
@@ -120,3 +133,60 @@ REVOKE ALL ON FUNCTION _statement(regclass, name, text, name[]) FROM PUBLIC;
 -- The statements run as the table's owner, who may have no other right in this schema.
 -- _numbered only numbers its arguments.
 GRANT EXECUTE ON FUNCTION _numbered(text[], jsonb) TO PUBLIC;
+
+-- Pulled records that failed to apply (a user trigger or constraint refused them, say): the
+-- pull's cursor moves past them, so the worker remembers them here by remote key and fetches
+-- each again (GET {collection}/{id}, its current version) on later pulls when next_try comes,
+-- with backoff, up to the link's max_attempts; then next_try is NULL (given up: shown in
+-- link_status.inbound_failed, tried again by retry_failed() or when a pull brings the record
+-- again). A record that applies, from a retry or any pull, is forgotten. A cancel or a lock
+-- timeout is no record's failure: the pull fails and its cursor stays.
+CREATE TABLE _inbound_retry (
+    link_id    bigint NOT NULL,
+    remote_key text COLLATE "C" NOT NULL,
+    attempts   integer NOT NULL,
+    next_try   timestamptz,
+    last_error text,
+    failed_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (link_id, remote_key)
+);
+REVOKE ALL ON _inbound_retry FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('_inbound_retry', '');
+
+-- The remote keys whose retry is due, at most p_limit, the longest waiting first.
+CREATE FUNCTION _inbound_retry_due(p_link bigint, p_limit integer) RETURNS SETOF text
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT remote_key FROM @extschema@._inbound_retry
+    WHERE link_id = p_link AND next_try <= now() ORDER BY next_try LIMIT p_limit
+$$;
+
+-- After a pull: forgets the records that applied (p_ok) and the refetched ones the remote no
+-- longer has (p_gone), counts a failed attempt for each of p_failed (with its error), and
+-- returns each failed key with its attempts so far, for the worker to schedule the next try
+-- (_inbound_retry_at).
+CREATE FUNCTION _inbound_pulled(p_link bigint, p_ok text[], p_gone text[], p_failed text[], p_errors text[])
+    RETURNS TABLE (remote_key text, attempts integer)
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+BEGIN
+    -- (Most pulls have nothing to forget: no look at their keys then.)
+    IF EXISTS (SELECT FROM @extschema@._inbound_retry r WHERE r.link_id = p_link) THEN
+        DELETE FROM @extschema@._inbound_retry r
+        WHERE r.link_id = p_link AND r.remote_key = ANY (p_ok || p_gone);
+    END IF;
+    RETURN QUERY
+    INSERT INTO @extschema@._inbound_retry AS r (link_id, remote_key, attempts, last_error)
+    SELECT p_link, f.k, 1, f.e FROM unnest(p_failed, p_errors) AS f(k, e)
+    ON CONFLICT (link_id, remote_key) DO UPDATE
+        SET attempts = r.attempts + 1, last_error = EXCLUDED.last_error, failed_at = now()
+    RETURNING r.remote_key::text, r.attempts;
+END
+$$;
+
+-- Sets when each failed record is tried next (NULL: given up).
+CREATE FUNCTION _inbound_retry_at(p_link bigint, p_keys text[], p_next timestamptz[]) RETURNS void
+    LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    UPDATE @extschema@._inbound_retry r SET next_try = x.t
+    FROM unnest(p_keys, p_next) AS x(k, t)
+    WHERE r.link_id = p_link AND r.remote_key = x.k
+$$;

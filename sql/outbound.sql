@@ -74,6 +74,7 @@ CREATE FUNCTION _link_deleted() RETURNS trigger
 BEGIN
     DELETE FROM @extschema@._record WHERE link_id = OLD.id;
     DELETE FROM @extschema@._pending WHERE link_id = OLD.id;
+    DELETE FROM @extschema@._inbound_retry WHERE link_id = OLD.id;
     RETURN OLD;
 END
 $$;
@@ -405,6 +406,8 @@ BEGIN
     UPDATE @extschema@._pending SET failed = false, attempt = 0, spared = 0, next_attempt = now(), last_error = NULL
     WHERE link_id = l AND failed;
     GET DIAGNOSTICS n = ROW_COUNT;
+    -- Pulled records given up on: fetched again at the next pull.
+    UPDATE @extschema@._inbound_retry SET attempts = 0, next_try = now() WHERE link_id = l AND next_try IS NULL;
     PERFORM @extschema@._wake_worker();
     RETURN n;
 END

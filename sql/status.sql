@@ -82,7 +82,8 @@ SELECT l.name AS link,
        s.last_success_at,
        s.last_pull_at,
        s.pull_cursor,
-       s.unavailable_since
+       s.unavailable_since,
+       coalesce(f.n, 0) AS inbound_failed
 FROM @extschema@._link l
 LEFT JOIN @extschema@._link_state s ON s.link_id = l.id
 LEFT JOIN LATERAL (SELECT sum(cardinality(x.keys)) AS keys, min(x.enqueued_at) AS oldest
@@ -97,8 +98,9 @@ LEFT JOIN LATERAL (SELECT jsonb_object_agg(k.status, k.n) AS last_hour
                    FROM (SELECT e.direction || '.' || e.status AS status, count(*) AS n FROM @extschema@._event e
                          WHERE e.link_id = l.id AND e.at > now() - interval '1 hour' GROUP BY 1) k) h ON true
 LEFT JOIN LATERAL (SELECT jsonb_object_agg(c.direction || '.' || c.status, c.n) AS total
-                   FROM @extschema@._counter c WHERE c.link_id = l.id) t ON true;
-COMMENT ON VIEW link_status IS 'Per link: state (active; paused; capture_off: a capture trigger is dropped or disabled; unavailable: the remote answers none of its requests, since unavailable_since, and the link probes it; failing: dead letters wait for retry_failed, or the last outcome was an error), queue depth, dead letters, oldest pending age, quarantined records, outcome counts (last hour and in total), last error and last success.';
+                   FROM @extschema@._counter c WHERE c.link_id = l.id) t ON true
+LEFT JOIN LATERAL (SELECT count(*) AS n FROM @extschema@._inbound_retry r WHERE r.link_id = l.id) f ON true;
+COMMENT ON VIEW link_status IS 'Per link: state (active; paused; capture_off: a capture trigger is dropped or disabled; unavailable: the remote answers none of its requests, since unavailable_since, and the link probes it; failing: dead letters wait for retry_failed, or the last outcome was an error), queue depth, dead letters, oldest pending age, quarantined records, outcome counts (last hour and in total), last error and last success, and inbound_failed: pulled records that failed to apply and are fetched again on later pulls (or were given up on; retry_failed() starts them again).';
 
 CREATE VIEW quarantine AS
 SELECT l.name AS link, r.local_key, r.remote_key, r.quarantined_at, r.quarantine_reason AS reason,

@@ -13,6 +13,10 @@ use std::fmt::Write;
 /// Seconds between 1970-01-01 and 2000-01-01, PostgreSQL's timestamp epoch.
 const PG_EPOCH_OFFSET_SECS: i64 = 946_684_800;
 
+/// Seconds since 1970-01-01 UTC from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z: the
+/// instants whose UTC text has a four-digit year and no era.
+const UTC_YEARS_1_TO_9999: std::ops::RangeInclusive<i64> = -62_135_596_800..=253_402_300_799;
+
 /// How to turn one column's datums into JSON or text.
 #[derive(Debug, Clone)]
 pub struct Codec {
@@ -133,14 +137,64 @@ impl Codec {
 
     /// Appends [`Self::key_text`] to `out` (the row trigger's path, without an allocation).
     ///
+    /// Key text is the same whatever the writer's session settings, so that the worker (and
+    /// every other session) reads it back as the same value: a `timestamptz` is written in UTC
+    /// (`2024-03-01T00:00:00Z`, [`canonical::write_utc`]), a `date` or `timestamp` in ISO form
+    /// as `to_jsonb` writes it (`2024-01-31`, `2024-01-31T10:00:00`), all independent of
+    /// `TimeZone` and `DateStyle`. Values outside years 1..=9999 (and the infinities) take the
+    /// type's output under `DateStyle = ISO` and `TimeZone = UTC`. Every other type keeps its
+    /// output (integers, text, numeric, uuid: as they always were).
+    ///
     /// # Safety
     /// `datum` must be a non-null value of this codec's type.
     pub unsafe fn write_key(&self, datum: pg_sys::Datum, out: &mut String) {
         match (self.kind, self.typid) {
             (ValueKind::Int, _) => canonical::push_int(out, self.int(datum)),
             (_, pg_sys::TEXTOID | pg_sys::VARCHAROID) => out.push_str(&text_of(datum)),
+            (ValueKind::TimestampTz, _) => {
+                let micros = datum.value() as i64;
+                let secs = micros.div_euclid(1_000_000) + PG_EPOCH_OFFSET_SECS;
+                if micros != i64::MAX && micros != i64::MIN && UTC_YEARS_1_TO_9999.contains(&secs) {
+                    canonical::write_utc(secs, micros.rem_euclid(1_000_000), out)
+                } else {
+                    out.push_str(&self.output_iso(datum))
+                }
+            }
+            (ValueKind::Timestamp, _) => match timestamp_local(datum.value() as i64) {
+                Some(text) => out.push_str(&text),
+                None => out.push_str(&self.output_iso(datum)),
+            },
+            (ValueKind::Date, _) => match date_text(datum.value() as i32) {
+                Some(text) => out.push_str(&text),
+                None => out.push_str(&self.output_iso(datum)),
+            },
             _ => out.push_str(&self.output(datum)),
         }
+    }
+
+    /// The type's output under `DateStyle = ISO, YMD` and `TimeZone = UTC`, whatever the
+    /// session's settings (put back afterwards, as for a function with those SET clauses).
+    ///
+    /// # Safety
+    /// `datum` must be a non-null value of this codec's type; on the backend's main thread
+    /// inside a transaction.
+    unsafe fn output_iso(&self, datum: pg_sys::Datum) -> String {
+        let nest = pg_sys::NewGUCNestLevel();
+        for (name, value) in [(c"DateStyle", c"ISO, YMD"), (c"TimeZone", c"UTC")] {
+            pg_sys::set_config_option(
+                name.as_ptr(),
+                value.as_ptr(),
+                pg_sys::GucContext::PGC_USERSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_SAVE,
+                true,
+                pgrx::PgLogLevel::ERROR as i32,
+                false,
+            );
+        }
+        let text = self.output(datum);
+        pg_sys::AtEOXact_GUC(true, nest);
+        text
     }
 
     fn int(&self, datum: pg_sys::Datum) -> i64 {

@@ -148,9 +148,10 @@ impl Batch {
         let key_column = self.link.key_column.as_str();
         let mut owner: HashMap<String, usize> = HashMap::with_capacity(plans.len());
         for (i, p) in plans.iter().enumerate() {
-            let read = p.local_row.map(|row| key_text(row.get(key_column).unwrap_or(&Value::Null)));
+            let as_key = |v: &Value| self.map.key.coerce.key_text(v);
+            let read = p.local_row.map(|row| as_key(row.get(key_column).unwrap_or(&Value::Null)));
             let written = match &p.decided.decision {
-                Decision::Write(w) => w.values.get(key_column).map(key_text),
+                Decision::Write(w) => w.values.get(key_column).map(as_key),
                 _ => None,
             };
             for key in read.into_iter().chain(written) {

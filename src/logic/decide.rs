@@ -15,7 +15,7 @@ use super::fingerprint;
 use super::guards;
 use super::inbound::Incoming;
 use super::link_spec::{Contention, Guard, Side};
-use super::mapping::FieldMap;
+use super::mapping::{Coerce, FieldMap};
 use super::status::Status;
 use serde_json::{Map, Value};
 
@@ -208,7 +208,7 @@ pub fn settle(
     created: bool,
     conflicts: &[Conflict],
 ) -> Settled {
-    let local_key = key_text(stored.get(rules.key_column).unwrap_or(&Value::Null));
+    let local_key = rules.map.key.coerce.key_text(stored.get(rules.key_column).unwrap_or(&Value::Null));
     let (status, reason) = if conflicts.is_empty() {
         (Status::Delivered, None)
     } else {
@@ -254,13 +254,10 @@ fn local_value<'a>(rules: &Rules<'_>, row: &'a Map<String, Value>, remote: &str)
     }
 }
 
-/// A key value from a stored row as text, the way capture writes keys.
+/// A key value from a stored row as text, the way capture writes keys (for a column whose
+/// type needs no conversion; the key column's own: [`Coerce::key_text`]).
 pub fn key_text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => canonical::canonical_number(&n.to_string()).unwrap_or_else(|| n.to_string()),
-        other => other.to_string(),
-    }
+    Coerce::AsIs.key_text(v)
 }
 
 #[cfg(test)]

@@ -52,6 +52,9 @@ pub enum Coerce {
     Number,
     /// boolean: the strings PostgreSQL's boolean input takes, and 0/1, are booleans.
     Bool,
+    /// timestamp with time zone: taken as it comes (canonical JSON reads it in any offset);
+    /// as a key, its text is the instant in UTC, as capture writes it (see [`Coerce::key_text`]).
+    Instant,
     /// Anything else is taken as it comes.
     #[default]
     AsIs,
@@ -64,7 +67,24 @@ impl Coerce {
         match base {
             "smallint" | "integer" | "bigint" | "numeric" | "real" | "double precision" => Coerce::Number,
             "boolean" => Coerce::Bool,
+            "timestamp with time zone" => Coerce::Instant,
             _ => Coerce::AsIs,
+        }
+    }
+
+    /// A key value of a row as `to_jsonb` gives it, as key text: the text capture writes for
+    /// the same key (`capture::values::Codec::write_key`), whatever the session's `TimeZone`
+    /// (`to_jsonb` writes a timestamptz in it). Strings as they are (dates and timestamps
+    /// already come in ISO form), numbers canonical.
+    pub fn key_text(self, v: &serde_json::Value) -> String {
+        use serde_json::Value;
+        match v {
+            Value::String(s) if self == Coerce::Instant => {
+                super::canonical::canonical_timestamp(s).unwrap_or_else(|| s.clone())
+            }
+            Value::String(s) => s.clone(),
+            Value::Number(n) => super::canonical::canonical_number(&n.to_string()).unwrap_or_else(|| n.to_string()),
+            other => other.to_string(),
         }
     }
 
@@ -215,8 +235,10 @@ mod tests {
         assert_eq!(Coerce::of_type("numeric(12,2)"), Coerce::Number);
         assert_eq!(Coerce::of_type("double precision"), Coerce::Number);
         assert_eq!(Coerce::of_type("boolean"), Coerce::Bool);
-        assert_eq!(Coerce::of_type("timestamp with time zone"), Coerce::AsIs);
+        assert_eq!(Coerce::of_type("timestamp with time zone"), Coerce::Instant);
+        assert_eq!(Coerce::of_type("timestamp without time zone"), Coerce::AsIs);
         assert_eq!(Coerce::of_type("text"), Coerce::AsIs);
+        assert_eq!(Coerce::Instant.read(&json!("2024-03-01T09:00:00+09:00")), json!("2024-03-01T09:00:00+09:00"));
         let canon = |v: &serde_json::Value| crate::logic::canonical::to_canonical(v);
         for spelled in [json!("7.00"), json!("7.00000"), json!(" 7 "), json!(7), json!("7e0")] {
             assert_eq!(canon(&Coerce::Number.read(&spelled)), canon(&json!(7.0)), "{spelled}");
@@ -227,6 +249,22 @@ mod tests {
             assert_eq!(Coerce::Bool.read(&spelled), json!(b), "{spelled}");
         }
         assert_eq!(Coerce::Bool.read(&json!("maybe")), json!("maybe"));
+    }
+
+    #[test]
+    fn key_text_is_what_capture_writes_whatever_the_session_time_zone() {
+        use serde_json::json;
+        // to_jsonb writes a timestamptz in the session's TimeZone; capture writes UTC.
+        for spelled in ["2024-03-01T09:00:00+09:00", "2024-02-29T20:30:00-03:30", "2024-03-01T00:00:00+00:00"] {
+            assert_eq!(Coerce::Instant.key_text(&json!(spelled)), "2024-03-01T00:00:00Z", "{spelled}");
+        }
+        assert_eq!(Coerce::Instant.key_text(&json!("2024-07-04T21:30:00.25+09:00")), "2024-07-04T12:30:00.25Z");
+        assert_eq!(Coerce::Instant.key_text(&json!("infinity")), "infinity");
+        // Other types' keys as they always were: a text key that looks like a time stays as it is.
+        assert_eq!(Coerce::AsIs.key_text(&json!("2024-03-01T09:00:00+09:00")), "2024-03-01T09:00:00+09:00");
+        assert_eq!(Coerce::AsIs.key_text(&json!("2024-01-31")), "2024-01-31");
+        assert_eq!(Coerce::Number.key_text(&serde_json::from_str::<serde_json::Value>("7.50").unwrap()), "7.5");
+        assert_eq!(Coerce::Number.key_text(&json!(42)), "42");
     }
 
     fn col(name: &str, attnum: i16) -> Column {

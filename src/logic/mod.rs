@@ -10,6 +10,7 @@ pub mod delivery;
 pub mod fingerprint;
 pub mod guards;
 pub mod inbound;
+pub mod inbound_retry;
 pub mod link_settings;
 pub mod link_spec;
 pub mod lookup;

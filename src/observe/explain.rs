@@ -10,7 +10,7 @@ use crate::logic::guards::{self, Outgoing};
 use crate::logic::link_spec::{Direction, Guard};
 use crate::logic::mapping::LAST_TOUCH_COLUMN;
 use crate::logic::status::Status;
-use crate::table::TableStatements;
+use crate::table::{Read, TableStatements};
 use pgrx::prelude::*;
 use pgrx::{JsonB, PgSqlErrorCode};
 use serde_json::{json, Map, Value};
@@ -43,7 +43,11 @@ fn query_json(sql: &str, args: &[pgrx::datum::DatumWithOid]) -> Value {
 fn explain_record(link: &LinkRow, key: &str) -> Map<String, Value> {
     let guards = Guard::parse_list(&link.loop_guards).or_raise();
     let map = link.field_map().or_raise();
-    let row: Option<Map<String, Value>> = TableStatements::new(link).rows(vec![key]).remove(key);
+    let (row, row_error) = match TableStatements::new(link).rows_or_errors(vec![key]).remove(key) {
+        Some(Read::Row(row)) => (Some(row), None),
+        Some(Read::Unreadable(error)) => (None, Some(error)),
+        None => (None, None),
+    };
     let state = query_json(
         "SELECT to_jsonb(r) - 'link_id' - 'local_key' FROM syncbridge._record r WHERE link_id = $1 AND local_key = $2",
         &[link.id.into(), key.into()],
@@ -100,6 +104,10 @@ fn explain_record(link: &LinkRow, key: &str) -> Map<String, Value> {
     }
     out.insert("loop_guards".into(), json!(guards.iter().map(|g| g.name()).collect::<Vec<_>>()));
     out.insert("row_exists".into(), json!(row.is_some()));
+    if let Some(error) = row_error {
+        // The worker fails this record (and tries again) rather than take it as deleted.
+        out.insert("row_error".into(), json!(error));
+    }
     out.insert("last_touch".into(), json!(last_touch));
     out.insert("fingerprint".into(), json!(fp));
     out.insert("payload".into(), payload.map(Value::Object).unwrap_or(Value::Null));

@@ -1,7 +1,7 @@
 //! Step 1: claim due records and decide what travels (SPI, worker main thread).
 
 use super::plan::{Action, Delivery};
-use super::settle::{Outcome, Results};
+use super::settle::{self, Outcome, Results};
 use crate::catalog::link::LinkRow;
 use crate::error::{OrRaise, Result};
 use crate::logic::delivery::{self, Shape};
@@ -10,7 +10,7 @@ use crate::logic::guards::{self, detect, Detector, Outgoing, Travel};
 use crate::logic::link_spec::Guard;
 use crate::logic::mapping::LAST_TOUCH_COLUMN;
 use crate::logic::status::Status;
-use crate::table::TableStatements;
+use crate::table::{Read, TableStatements};
 use pgrx::prelude::*;
 use serde_json::Value;
 
@@ -64,7 +64,8 @@ pub fn claim(link: &LinkRow, limit: i32) -> Result<Vec<Delivery>> {
     let map = &link.field_map()?;
 
     // Read as the table's owner: its key type's input, domain checks and type output run there.
-    let rows = TableStatements::new(link).rows(claimed.iter().map(|c| c.local_key.as_str()).collect());
+    // A row it cannot read is that record's failure, never a deletion.
+    let rows = TableStatements::new(link).rows_or_errors(claimed.iter().map(|c| c.local_key.as_str()).collect());
     let guards = Guard::parse_list(&link.loop_guards)?;
     let volatile = delivery::volatile_fields(map);
     let local_id_field = link.conf.local_id_field.as_deref();
@@ -80,7 +81,15 @@ pub fn claim(link: &LinkRow, limit: i32) -> Result<Vec<Delivery>> {
     let mut stopped = Results::default();
     for c in claimed {
         let attempt = c.attempt.max(1) as u32;
-        let Some(row) = rows.get(&c.local_key) else {
+        let row = match rows.get(&c.local_key) {
+            Some(Read::Row(row)) => Some(row),
+            Some(Read::Unreadable(error)) => {
+                stopped.push(unreadable(link, &c, attempt, error));
+                continue;
+            }
+            None => None,
+        };
+        let Some(row) = row else {
             // Gone locally: delete it remotely, if it ever got there.
             match c.remote_key {
                 Some(remote_key) => deliveries.push(Delivery {
@@ -171,4 +180,19 @@ pub fn claim(link: &LinkRow, limit: i32) -> Result<Vec<Delivery>> {
     }
     stopped.record(link.id);
     Ok(deliveries)
+}
+
+/// A record whose row is there but cannot be read: failed, and tried again with backoff up
+/// to the link's `max_attempts` (then dead-lettered, to be retried by hand), its pairing kept.
+fn unreadable(link: &LinkRow, c: &Claimed, attempt: u32, error: &str) -> Outcome {
+    let reason = format!("the local row cannot be read: {error}");
+    tracing::warn!("record {}: {reason}", c.local_key);
+    let mut o = Outcome::stopped(&c.local_key, c.seq, attempt, Status::Failed, &reason, None);
+    if u64::from(attempt) < link.conf.max_attempts {
+        let after = delivery::backoff(attempt, settle::jitter_for(&c.local_key, attempt));
+        o.next_retry = Some(settle::rfc3339(std::time::SystemTime::now() + after));
+    } else {
+        o.reason = Some(format!("gave up after {attempt} attempts: {reason}"));
+    }
+    o
 }

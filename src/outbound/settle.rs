@@ -421,13 +421,13 @@ fn failure_history(link_id: i64, keys: Vec<String>) -> (HashMap<String, (u32, bo
 }
 
 /// Spreads retries of a batch apart without a random number generator: a hash of the key.
-fn jitter_for(key: &str, attempt: u32) -> f64 {
+pub(crate) fn jitter_for(key: &str, attempt: u32) -> f64 {
     let h = blake3::hash(format!("{key}\u{0}{attempt}").as_bytes());
     let n = u64::from_le_bytes(h.as_bytes()[..8].try_into().expect("8 bytes"));
     (n >> 11) as f64 / (1u64 << 53) as f64
 }
 
-fn rfc3339(t: SystemTime) -> String {
+pub(crate) fn rfc3339(t: SystemTime) -> String {
     let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or(Duration::ZERO);
     crate::logic::canonical::format_utc(d.as_secs() as i64, i64::from(d.subsec_micros()))
 }

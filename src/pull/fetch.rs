@@ -3,6 +3,7 @@
 //! the body.
 
 use crate::logic::delivery::{self, Answer};
+use crate::logic::inbound_retry::{self, Refetched};
 use crate::logic::reach;
 use crate::transport::http::{Client, Method, Request};
 use serde_json::Value;
@@ -18,11 +19,18 @@ pub struct PullSpec {
     /// Where a page names the next page's URL, if not in a `Link` header.
     pub next_pointer: Option<String>,
     pub max_pages: usize,
+    /// Records that failed to apply at an earlier pull and are due again: (remote key, URL
+    /// of the record), fetched after the pages.
+    pub refetch: Vec<(String, String)>,
+    /// The remote key field, which a refetched record must carry.
+    pub remote_key_field: String,
 }
 
 #[derive(Debug, Clone)]
 pub struct Pulled {
     pub records: Vec<Value>,
+    /// What fetching each record of `PullSpec::refetch` again brought, by remote key.
+    pub refetched: Vec<(String, Refetched)>,
     pub pages: usize,
     /// Why the pull ended before the last page, after `pages` pages whose records are kept
     /// (a failed page, a next link to another origin): the link reports it as its error.
@@ -32,8 +40,9 @@ pub struct Pulled {
 /// Fetches the pages. A failure of the first page fails the pull; a later failure ends it with
 /// the records of the pages before (and the failure in `stopped`). A next link is resolved
 /// against its page's URL and must stay on its origin; a page already read in this pull ends it.
+/// Then each record of `refetch` is fetched again by its id (after a failed first page, none).
 pub async fn fetch(client: Client, spec: PullSpec) -> Result<Pulled, String> {
-    let mut pulled = Pulled { records: Vec::new(), pages: 0, stopped: None };
+    let mut pulled = Pulled { records: Vec::new(), refetched: Vec::new(), pages: 0, stopped: None };
     let mut seen = HashSet::new();
     let mut url = Some(spec.first_url.clone());
     while let Some(current) = url.take() {
@@ -66,6 +75,16 @@ pub async fn fetch(client: Client, spec: PullSpec) -> Result<Pulled, String> {
             Ok(next) => url = Some(next.to_string()),
             Err(e) => pulled.stopped = Some(format!("pull stopped after page {}: {e}", pulled.pages)),
         }
+    }
+    for (key, url) in &spec.refetch {
+        let mut req = Request::new(Method::Get, url.clone());
+        req.headers = spec.headers.clone();
+        let answer = client.send(&req).await;
+        let got = inbound_retry::refetched(&answer, &spec.list_pointer, &spec.remote_key_field);
+        if let Refetched::Failed(why) = &got {
+            tracing::debug!("record {key} fetched again: {why}");
+        }
+        pulled.refetched.push((key.clone(), got));
     }
     Ok(pulled)
 }
@@ -158,6 +177,8 @@ mod tests {
             list_pointer: "/data".into(),
             next_pointer: next_pointer.map(str::to_owned),
             max_pages: 50,
+            refetch: Vec::new(),
+            remote_key_field: "id".into(),
         };
         block_on(fetch(client, spec))
     }

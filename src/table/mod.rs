@@ -14,6 +14,7 @@ use crate::catalog::link::LinkRow;
 use crate::error::OrRaise;
 use crate::spi::jsonb::Jsonb;
 use crate::spi::plans;
+use crate::spi::subxact;
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys;
 use pgrx::spi::SpiTupleTable;
@@ -53,6 +54,14 @@ impl Access {
     }
 }
 
+/// A row as [`TableStatements::rows_or_errors`] read it.
+#[derive(Debug, Clone)]
+pub enum Read {
+    Row(serde_json::Map<String, serde_json::Value>),
+    /// The error reading it.
+    Unreadable(String),
+}
+
 /// The statements of one call on one link's table, written as they are first needed.
 pub struct TableStatements {
     relid: pg_sys::Oid,
@@ -83,6 +92,31 @@ impl TableStatements {
             }
             Ok(found)
         })
+    }
+
+    /// Like [`Self::rows`], but a row that cannot be read (a key its column's type does not
+    /// accept, a value the reader refuses such as jsonb nested too deep) is an error of its
+    /// own key, not of the call, and never looks like a missing row: a key left out of the
+    /// answer was looked up and has no row. All keys are read in one statement; when that
+    /// fails, each key alone. A cancel or a lock timeout is raised, not blamed on a row.
+    pub fn rows_or_errors(&self, keys: Vec<&str>) -> HashMap<String, Read> {
+        let whole = || self.rows(keys.clone()).into_iter().map(|(k, row)| (k, Read::Row(row))).collect();
+        match subxact::run_unless_transient(whole) {
+            Ok(found) => found,
+            Err(e) if keys.len() == 1 => HashMap::from([(keys[0].to_owned(), Read::Unreadable(e.message))]),
+            Err(_) => {
+                let mut found = HashMap::with_capacity(keys.len());
+                for key in keys {
+                    match subxact::run_unless_transient(|| self.rows(vec![key])) {
+                        Ok(rows) => found.extend(rows.into_iter().map(|(k, row)| (k, Read::Row(row)))),
+                        Err(e) => {
+                            found.insert(key.to_owned(), Read::Unreadable(e.message));
+                        }
+                    }
+                }
+                found
+            }
+        }
     }
 
     /// Runs the statement of `access` (on `columns`) with `args` and hands its rows to `read`.

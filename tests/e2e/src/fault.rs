@@ -4,7 +4,7 @@
 //! body. It records every request it reads.
 //!
 //! As a store it keeps one collection per path segment: `POST /{c}` assigns an id and answers
-//! 201 with the record, `PATCH`/`PUT`/`DELETE /{c}/{id}`, `GET /{c}?field=value` filters, and
+//! 201 with the record, `GET`/`PATCH`/`PUT`/`DELETE /{c}/{id}`, `GET /{c}?field=value` filters, and
 //! `POST /batch` takes the worker's batch requests. With `wrap(key)` every answer of the
 //! store comes inside an object under that key (`{"data": ...}`), as many APIs answer.
 //! `remove(c, id)` deletes a record behind the sync's back; a `PATCH`/`PUT` of it then
@@ -474,6 +474,10 @@ fn rest(state: &Mutex<State>, method: &str, host: &str, target: &str, body: &str
                 .then(|| format!("http://{host}/{coll}?page={}&per={per}", page.max(1) + 1));
             (200, json!({"data": slice, "links": {"next": next}}))
         }
+        ("GET", Some(id)) => match s.store.get(&coll).and_then(|list| list.iter().find(|r| r["id"] == json!(id))) {
+            Some(r) => (200, r.clone()),
+            None => (404, json!({"message": "no such record"})),
+        },
         ("PATCH" | "PUT", Some(id)) => match s.store.entry(coll).or_default().iter_mut().find(|r| r["id"] == json!(id))
         {
             Some(r) => {
