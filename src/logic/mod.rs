@@ -17,3 +17,4 @@ pub mod mapping;
 pub mod outage;
 pub mod reach;
 pub mod status;
+pub mod webhook;
