@@ -276,7 +276,7 @@ fn a_full_listener_answers_503_and_bad_clients_get_4xx() {
 }
 
 #[test]
-fn a_worker_killed_mid_push_applies_none_of_it_and_listens_again() {
+fn a_push_cut_off_mid_apply_applies_none_or_all_of_it_and_the_listener_comes_back() {
     let db = setup(34, "c", json!({}));
     db.admin()
         .batch_execute(
@@ -287,17 +287,33 @@ fn a_worker_killed_mid_push_applies_none_of_it_and_listens_again() {
     let body =
         serde_json::to_string(&(0..2000).map(|i| json!({"id": format!("k{i}"), "name": "n"})).collect::<Vec<_>>())
             .unwrap();
+    let background_push = |body: &str| {
+        let (url, sent) = (db.listen_url(), body.to_owned());
+        std::thread::spawn(move || {
+            call("POST", &format!("{url}/links/shop/records"), &[("Authorization", "Bearer c")], sent.as_bytes())
+        })
+    };
+
+    // Cancelled mid-apply (as a statement timeout would): rolled back whole, and the caller is told.
     let pid = db.wait_for_worker();
-    let url = db.listen_url();
-    let sent = body.clone();
-    let pusher = std::thread::spawn(move || {
-        call("POST", &format!("{url}/links/shop/records"), &[("Authorization", "Bearer c")], sent.as_bytes())
-    });
+    let pusher = background_push(&body);
+    std::thread::sleep(Duration::from_millis(1500));
+    db.admin().execute("SELECT pg_cancel_backend($1)", &[&pid]).unwrap();
+    let answer = pusher.join().unwrap();
+    assert_eq!(answer.status, 503, "{}", answer.body);
+    assert_eq!(db.count("SELECT count(*) FROM items"), 0, "none of it was applied");
+
+    // The worker terminated mid-apply: all of it and a 2xx, or none of it and no 2xx.
+    let pusher = background_push(&body);
     std::thread::sleep(Duration::from_millis(1500));
     db.admin().execute("SELECT pg_terminate_backend($1)", &[&pid]).unwrap();
     let answer = pusher.join().unwrap();
-    assert!(!(200..300).contains(&answer.status), "a push cut off got {}: {}", answer.status, answer.body);
-    assert_eq!(db.count("SELECT count(*) FROM items"), 0, "none of it was applied");
+    let rows = db.count("SELECT count(*) FROM items");
+    if (200..300).contains(&answer.status) {
+        assert_eq!(rows, 2000, "a 2xx means all of it");
+    } else {
+        assert_eq!(rows, 0, "an answer of {} means none of it", answer.status);
+    }
 
     // The worker comes back (5 s), and its listener with it.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -306,7 +322,7 @@ fn a_worker_killed_mid_push_applies_none_of_it_and_listens_again() {
         std::thread::sleep(Duration::from_millis(200));
     }
     wait_for_listener(&db);
-    let again = push(&db, "shop", &[("Authorization", "Bearer c")], &body);
+    let again = push(&db, "shop", &[("Authorization", "Bearer c"), ("X-Delivery-Id", "after")], &body);
     assert_eq!(again.status, 200, "{}", again.body);
     assert_eq!(db.count("SELECT count(*) FROM items"), 2000);
 }
