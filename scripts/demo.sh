@@ -3,8 +3,12 @@
 # install pg_syncbridge, start a throwaway cluster with it preloaded and json-server as the
 # remote "accounting system", link an accounts table to its customers collection in both
 # directions, and play the classic story: an account created locally reaches the remote, a
-# remote edit comes back, nothing bounces. Prints the timeline of sync events, and leaves both
-# running.
+# remote edit comes back, nothing bounces. The remote also pushes each change to the worker's
+# webhook listener (tests/remote/push.js), so an edit there arrives within milliseconds rather
+# than at the next pull. Prints the timeline of sync events, and leaves both running.
+#
+# Environment: DEMO_DIR, DEMO_PORT (55400), DEMO_REMOTE_PORT (55401), DEMO_LISTEN_PORT (55402,
+# the worker's webhook listener), SYNCBRIDGE_PG_BIN (the PostgreSQL to install into and run).
 #
 #   bash scripts/demo.sh          run the demo (again: it starts from scratch)
 #   bash scripts/demo.sh stop     stop the cluster and json-server
@@ -13,7 +17,10 @@ cd "$(dirname "$0")/.."
 dir=${DEMO_DIR:-/tmp/syncbridge-demo}
 port=${DEMO_PORT:-55400}
 remote_port=${DEMO_REMOTE_PORT:-55401}
+listen_port=${DEMO_LISTEN_PORT:-55402}
 remote=http://127.0.0.1:$remote_port
+# The bearer token the remote proves itself with when it pushes (a demo's, made up each run).
+token=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 
 stop() {
   if [ -f "$dir.remote.pid" ]; then kill "$(cat "$dir.remote.pid")" 2>/dev/null || true; rm -f "$dir.remote.pid"; fi
@@ -27,12 +34,14 @@ bash scripts/setup.sh
 echo "==> building and installing pg_syncbridge (release)"
 bash scripts/install.sh 2>&1 | grep -E '^(error|warning)' || true
 echo "==> starting a throwaway cluster in $dir on port $port (pg_syncbridge preloaded)"
-bash scripts/cluster.sh start "$dir" "$port" "syncbridge.log_level = 'log'"
-echo "==> starting json-server on $remote with an empty customers collection"
+bash scripts/cluster.sh start "$dir" "$port" "syncbridge.log_level = 'log'" "syncbridge.listen = '127.0.0.1:$listen_port'"
+echo "==> starting json-server on $remote with an empty customers collection, pushing its changes"
+echo "    to the worker's listener on 127.0.0.1:$listen_port (tests/remote/push.js)"
 mkdir -p "$dir.remote"
 echo '{"customers": []}' > "$dir.remote/db.json"
-nohup tests/remote/node_modules/.bin/json-server --quiet --port "$remote_port" "$dir.remote/db.json" \
-  > "$dir.remote/json-server.log" 2>&1 &
+SYNCBRIDGE_PUSH_URL="http://127.0.0.1:$listen_port/links/accounting/records" SYNCBRIDGE_PUSH_TOKEN="$token" \
+  nohup tests/remote/node_modules/.bin/json-server --quiet --port "$remote_port" "$dir.remote/db.json" \
+  --middlewares tests/remote/push.js > "$dir.remote/json-server.log" 2>&1 &
 echo $! > "$dir.remote.pid"
 for _ in $(seq 100); do curl -sf "$remote/customers" >/dev/null && break; sleep 0.1; done
 
@@ -56,6 +65,9 @@ SELECT syncbridge.create_link('accounting', 'accounts', '$remote', 'customers') 
 -- The remote keeps our id in local_id (so a remote-created customer gets its local id back);
 -- pull every second for the demo.
 SELECT syncbridge.alter_link('accounting', '{"local_id_field": "local_id", "pull_interval": 1}');
+-- The remote pushes its changes to the worker's listener, with this bearer token.
+SELECT syncbridge.set_secret('accounting_webhook', '$token');
+SELECT syncbridge.alter_link('accounting', '{"webhook_secret": "accounting_webhook", "webhook_auth": "bearer"}');
 SELECT name, direction, loop_guards, schedule, remote_base_url || '/' || remote_collection AS remote FROM syncbridge.links;
 SQL
 
@@ -67,7 +79,7 @@ show_remote
 sql -c "SELECT local_key, remote_key, out_status FROM syncbridge._record"
 
 echo
-echo "--- 3. The accounting system edits the customer; the pull brings it back"
+echo "--- 3. The accounting system edits the customer; it comes back (pushed, or at the next pull)"
 rid=$(sql -At -c "SELECT remote_key FROM syncbridge._record WHERE local_key = '1'")
 curl -s -X PATCH -H 'content-type: application/json' -d '{"balance": 250.5, "email": "ada@lovelace.org"}' "$remote/customers/$rid" >/dev/null
 until_true '[ "$(sql -At -c "SELECT email FROM accounts WHERE id = 1")" = ada@lovelace.org ]'
@@ -81,14 +93,30 @@ sql -c "SELECT id, name, email, balance, _sync_last_touch FROM accounts ORDER BY
 show_remote
 
 echo
-echo "--- 5. Nothing bounces: three more pull cycles, and no further delivery either way"
+echo "--- 5. The accounting system pushes: an edit there is in the local table within milliseconds"
+t0=$(date +%s.%N)
+curl -s -X PATCH -H 'content-type: application/json' -d '{"balance": 99.95}' "$remote/customers/$rid" >/dev/null
+until_true '[ "$(sql -At -c "SELECT balance FROM accounts WHERE id = 1")" = 99.95 ]'
+# Timed by the database: the apply's event is written inside the transaction that changed the
+# row, a few microseconds before its commit.
+sql -At -c "SELECT format('applied %s ms after the PATCH was sent (the next pull was up to a second away)', \
+  round(((extract(epoch FROM at) - $t0) * 1000)::numeric, 1)) FROM syncbridge.events \
+  WHERE direction = 'inbound' AND local_key = '1' AND status = 'delivered' ORDER BY id DESC LIMIT 1"
+sql -c "SELECT id, name, email, balance FROM accounts WHERE id = 1"
+echo "the remote's pushes so far (json-server.log; the last is this PATCH's, and \"delivered\" says"
+echo "the push applied it; the others are the extension's own writes to the remote, pushed back"
+echo "and stopped by the loop guards, or step 3 and 4's edits):"
+grep '^push:' "$dir.remote/json-server.log" | sed 's/^/  /'
+
+echo
+echo "--- 6. Nothing bounces: three more pull cycles, and no further delivery either way"
 before=$(sql -At -c "SELECT count(*) FROM syncbridge.events WHERE status = 'delivered'")
 sleep 3
 after=$(sql -At -c "SELECT count(*) FROM syncbridge.events WHERE status = 'delivered'")
 echo "deliveries before: $before, after three seconds of pulling: $after"
 
 echo
-echo "--- 6. The timeline: every hop, and every record that was stopped, with the reason"
+echo "--- 7. The timeline: every hop, and every record that was stopped, with the reason"
 echo "(a record stopped again and again for the same reason shows once, with ×N)"
 sql <<'SQL'
 \pset footer off
@@ -112,6 +140,7 @@ cat <<EOF2
 Both are still running:
   psql:        sudo -u postgres psql -h $dir -p $port -d postgres
                (try: SELECT * FROM syncbridge.link_status;  SELECT syncbridge.explain('accounting', '1');)
-  the remote:  curl $remote/customers
+  the remote:  curl $remote/customers   (its pushes: $dir.remote/json-server.log)
+  the webhook: curl http://127.0.0.1:$listen_port/health
   stop both:   bash scripts/demo.sh stop
 EOF2

@@ -77,6 +77,9 @@ CREATE TABLE _record (
     hop_times       bigint[] NOT NULL DEFAULT '{}',
     quarantined_at  timestamptz,
     quarantine_reason text,
+    -- The remote modification time (remote_time_field, microseconds since the epoch) of the
+    -- newest version a webhook applied: an older delivery arriving later is skipped.
+    in_remote_us    bigint,
     PRIMARY KEY (link_id, local_key)
 -- Room on each page, so that the frequent updates of a record's state (which change no
 -- indexed column) can be HOT and leave the indexes alone.

@@ -9,6 +9,7 @@ pub mod capture;
 pub mod catalog;
 pub mod error;
 pub mod inbound;
+pub mod listen;
 pub mod log;
 pub mod logic;
 pub mod observe;
@@ -29,6 +30,7 @@ pgrx::extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
 pgrx::extension_sql_file!("../sql/capture.sql", name = "capture", requires = ["schema"]);
 pgrx::extension_sql_file!("../sql/inbound.sql", name = "inbound", requires = ["schema"]);
 pgrx::extension_sql_file!("../sql/outbound.sql", name = "outbound", requires = ["inbound"]);
+pgrx::extension_sql_file!("../sql/webhook.sql", name = "webhook", requires = ["schema"]);
 pgrx::extension_sql_file!("../sql/status.sql", name = "status", requires = ["outbound", "capture"]);
 pgrx::extension_sql_file!("../sql/views.sql", name = "views", finalize);
 

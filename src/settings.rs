@@ -26,7 +26,77 @@ pub static STATEMENT_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(60_000
 /// CIDR ranges, comma-separated; empty allows any host.
 pub static ALLOWED_HOSTS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
+/// The webhook listener's address (`host:port`); the worker of the n-th database listens on
+/// port + n − 1. Empty: no listener.
+pub static LISTEN: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+/// Name of the secret that `/metrics` and `/health` want as a bearer token; empty: open.
+pub static LISTEN_TOKEN: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+/// Largest request body the listener reads (kB).
+pub static LISTEN_MAX_BODY_KB: GucSetting<i32> = GucSetting::<i32>::new(8192);
+/// Requests the listener holds at once (being read or waiting to be applied); more get 503.
+pub static LISTEN_MAX_REQUESTS: GucSetting<i32> = GucSetting::<i32>::new(64);
+/// Longest time the listener waits for a request's headers, and again for its body (ms).
+pub static LISTEN_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+/// Most records one push may carry.
+pub static LISTEN_MAX_RECORDS: GucSetting<i32> = GucSetting::<i32>::new(1000);
+
 pub fn init() {
+    GucRegistry::define_string_guc(
+        c"syncbridge.listen",
+        c"Address (host:port) of the pg_syncbridge webhook listener; empty: none.",
+        c"The worker of the n-th database of syncbridge.database listens on this port + n - 1. Takes effect at server start.",
+        &LISTEN,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"syncbridge.listen_token",
+        c"Name of the secret (set_secret) that /metrics and /health of the listener want as a bearer token.",
+        c"Empty: /metrics and /health are open to whoever reaches the listener.",
+        &LISTEN_TOKEN,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"syncbridge.listen_max_body",
+        c"Largest request body the webhook listener reads.",
+        c"Larger requests get 413. Takes effect at server start.",
+        &LISTEN_MAX_BODY_KB,
+        1,
+        1024 * 1024,
+        GucContext::Postmaster,
+        GucFlags::UNIT_KB,
+    );
+    GucRegistry::define_int_guc(
+        c"syncbridge.listen_max_requests",
+        c"Requests the webhook listener of a worker holds at once.",
+        c"More get 503 with Retry-After. Takes effect at server start.",
+        &LISTEN_MAX_REQUESTS,
+        1,
+        10_000,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"syncbridge.listen_timeout",
+        c"Longest time the webhook listener waits for a request's headers, and for its body.",
+        c"Slower clients are cut off. Takes effect at server start.",
+        &LISTEN_TIMEOUT_MS,
+        100,
+        600_000,
+        GucContext::Postmaster,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"syncbridge.listen_max_records",
+        c"Most records one push to the webhook listener may carry.",
+        c"Larger pushes get 413 and nothing of them is applied.",
+        &LISTEN_MAX_RECORDS,
+        1,
+        1_000_000,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
     GucRegistry::define_string_guc(
         c"syncbridge.database",
         c"Database(s) whose links the pg_syncbridge worker serves, comma-separated.",
@@ -107,6 +177,20 @@ and by the worker on every request, redirect and resolved address. A value that 
 /// `syncbridge.allowed_hosts` as written ("" when unset).
 pub fn allowed_hosts() -> String {
     ALLOWED_HOSTS.get().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+fn text(setting: &GucSetting<Option<CString>>) -> Option<String> {
+    setting.get().map(|s| s.to_string_lossy().trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+/// `syncbridge.listen`, when set.
+pub fn listen() -> Option<String> {
+    text(&LISTEN)
+}
+
+/// `syncbridge.listen_token`, when set.
+pub fn listen_token() -> Option<String> {
+    text(&LISTEN_TOKEN)
 }
 
 /// The worker's log threshold.

@@ -79,6 +79,12 @@ pub const SETTINGS: &[SettingDoc] = &[
     s("detector", Bool, "true", "the runtime loop detector runs unless this is false (listing the `detector` guard says the same as true)"),
     s("detector_hops", PositiveInt, "6", "hops within the window that quarantine a record"),
     s("detector_window", PositiveInt, "600", "the detector's window, in seconds"),
+    s("webhook_secret", Text, "none", "name of the secret (`set_secret`) that webhooks to the listener (`syncbridge.listen`) must prove they know; without it the link takes no webhooks"),
+    s("webhook_auth", OneOf(&["bearer", "hmac"]), "`bearer`", "how a webhook proves it: `bearer` (`Authorization: Bearer <secret>`) or `hmac` (the hex HMAC-SHA256 of the raw body, keyed with the secret, in `webhook_signature_header`)"),
+    s("webhook_signature_header", HeaderName, "`X-Signature`", "header of the HMAC signature"),
+    s("webhook_signature_prefix", Text, "none", "text before the hex signature in its header, such as `sha256=`"),
+    s("webhook_timestamp_header", HeaderName, "none", "header of a signed timestamp (Unix seconds): the signature is then of `{timestamp}.{body}`, and a timestamp further than `webhook_tolerance` from now is refused"),
+    s("webhook_tolerance", PositiveInt, "300", "replay window of a signed timestamp, in seconds"),
 ];
 
 /// A link's settings, every default filled in.
@@ -125,6 +131,13 @@ pub struct LinkSettings {
     pub detector: bool,
     pub detector_hops: u64,
     pub detector_window: u64,
+    pub webhook_secret: Option<String>,
+    /// `bearer` or `hmac`.
+    pub webhook_auth: String,
+    pub webhook_signature_header: String,
+    pub webhook_signature_prefix: Option<String>,
+    pub webhook_timestamp_header: Option<String>,
+    pub webhook_tolerance: u64,
 }
 
 impl Default for LinkSettings {
@@ -165,6 +178,12 @@ impl Default for LinkSettings {
             detector: true,
             detector_hops: 6,
             detector_window: 600,
+            webhook_secret: None,
+            webhook_auth: "bearer".into(),
+            webhook_signature_header: "X-Signature".into(),
+            webhook_signature_prefix: None,
+            webhook_timestamp_header: None,
+            webhook_tolerance: 300,
         }
     }
 }

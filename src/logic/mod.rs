@@ -18,3 +18,4 @@ pub mod mapping;
 pub mod outage;
 pub mod reach;
 pub mod status;
+pub mod webhook;

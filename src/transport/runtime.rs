@@ -45,6 +45,11 @@ impl<T: Send + 'static> Transport<T> {
         });
     }
 
+    /// The runtime, for a server that runs on it beside the jobs (the webhook listener).
+    pub fn handle(&self) -> &tokio::runtime::Handle {
+        self.rt.handle()
+    }
+
     /// A finished job's result, if one is waiting.
     pub fn try_recv(&self) -> Option<T> {
         self.rx.try_recv().ok()

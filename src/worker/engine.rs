@@ -9,6 +9,8 @@
 use super::error::WorkerError;
 use crate::catalog::link::LinkRow;
 use crate::error::{spi_opt, OrRaise};
+use crate::listen::server::{Reply, Request};
+use crate::listen::{self, Listener};
 use crate::logic::delivery::backoff;
 use crate::logic::link_spec::{Direction, Schedule};
 use crate::logic::outage;
@@ -81,6 +83,8 @@ const BATCHES_IN_FLIGHT: usize = 2;
 
 pub struct Engine {
     transport: Transport<Done>,
+    /// The webhook listener's requests, when `syncbridge.listen` is set.
+    listener: Option<Listener>,
     /// Clients by timeout, response cap and `syncbridge.allowed_hosts` text.
     clients: HashMap<(u64, usize, String), Client>,
     clocks: HashMap<i64, Clock>,
@@ -93,9 +97,10 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(transport: Transport<Done>) -> Self {
+    pub fn new(transport: Transport<Done>, listener: Option<Listener>) -> Self {
         Self {
             transport,
+            listener,
             clients: HashMap::new(),
             clocks: HashMap::new(),
             again: false,
@@ -130,6 +135,7 @@ impl Engine {
                 })
                 .unwrap_or(false);
             }
+            self.serve(installed);
             if installed {
                 self.prune();
                 self.collect();
@@ -173,6 +179,35 @@ impl Engine {
         }
     }
 
+    /// Answers the webhook listener's requests, each in a transaction of its own; the reply
+    /// goes out after the commit (or the rollback), so a 2xx means applied.
+    fn serve(&mut self, installed: bool) {
+        let Some(listener) = &self.listener else { return };
+        let requests: Vec<Request> = listener.rx.try_iter().collect();
+        for req in requests {
+            let outcome = info_span!("webhook").in_scope(|| in_transaction(|| listen::answer(&req, installed)));
+            let reply = match outcome {
+                Ok((reply, effect)) => {
+                    if let Some(link_id) = effect.nudge {
+                        self.clock(link_id).next_pull = Some(Instant::now());
+                        self.again = true;
+                    }
+                    reply
+                }
+                Err(e) => {
+                    // The message may quote the records' values: only at debug level.
+                    let code = e.sqlstate();
+                    warn!("a webhook request was rolled back (SQLSTATE {code})");
+                    debug!("webhook request rolled back: {e}");
+                    let status =
+                        if code.starts_with("40") || code.starts_with("55") || code == "57014" { 503 } else { 500 };
+                    Reply::error(status, &format!("nothing was applied (SQLSTATE {code})"))
+                }
+            };
+            let _ = req.reply.send(reply);
+        }
+    }
+
     /// Deletes events older than `syncbridge.events_retention`, about once a minute.
     fn prune(&mut self) {
         if self.next_prune.is_some_and(|t| t > Instant::now()) {
@@ -186,6 +221,16 @@ impl Engine {
             Ok(Some(n)) if n > 0 => info!("pruned {n} events older than {minutes} minutes"),
             Ok(_) => {}
             Err(e) => warn!("pruning events: {e}"),
+        }
+        let keep = crate::listen::DELIVERY_ID_WINDOW_MIN;
+        if let Err(e) = in_transaction(|| {
+            Spi::run_with_args(
+                "DELETE FROM syncbridge._webhook_delivery WHERE at < now() - make_interval(mins => $1)",
+                &[keep.into()],
+            )
+            .or_raise()
+        }) {
+            warn!("pruning webhook deliveries: {e}");
         }
     }
 

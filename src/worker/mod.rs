@@ -55,7 +55,8 @@ pub extern "C-unwind" fn syncbridge_worker_main(_arg: pg_sys::Datum) {
     };
     crate::log::install(crate::settings::log_threshold());
     log!("pg_syncbridge: worker started for database \"{db}\"");
-    engine::Engine::new(transport).run();
+    let listener = crate::listen::start(transport.handle(), &db, wake_self);
+    engine::Engine::new(transport, listener).run();
     crate::log::drain();
     // Exit code 1: the postmaster starts the worker again after its restart time, unless the
     // server is shutting down (so pg_terminate_backend() restarts it, like a crash would).

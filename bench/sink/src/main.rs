@@ -1,6 +1,7 @@
 //! The remote of `bench/deliver`: an HTTP sink that only counts what it receives and answers
 //! as a REST remote would (`POST /{coll}` → 201 with a new id, `PATCH`/`PUT`/`DELETE` → 200,
-//! `POST /batch` → one result per record), plus the two drivers of the benchmark.
+//! `POST /batch` → one result per record), plus the two drivers of the benchmark; and the
+//! drivers of `bench/inbound` (module `inbound`).
 //!
 //!   syncbridge-bench-sink serve PORT
 //!       Serves until killed; `GET /count` returns {"records": N, "requests": M}.
@@ -11,6 +12,19 @@
 //!       Serves a sink at PORT and commits single-row INSERTs into TABLE at RATE per second;
 //!       prints the commit → remote latencies, timed from the start of each autocommitted
 //!       INSERT (the row's id travels as local_id).
+//!   syncbridge-bench-sink push-latency LISTEN_PORT LINK TOKEN CONNINFO CHANNEL RATE SECONDS KEYS
+//!       Pushes one edited record a request to the worker's listener at RATE per second; prints
+//!       the edit → NOTIFY latencies, then the HTTP round trips'.
+//!   syncbridge-bench-sink sql-latency CONNINFO TABLE CHANNEL RATE SECONDS
+//!       The same edits as UPDATEs committed by a client (the floor).
+//!   syncbridge-bench-sink pull-latency PORT CONNINFO TABLE CHANNEL RATE SECONDS KEYS WAIT
+//!       Serves KEYS records at PORT, edits them at RATE per second; the link pulls them.
+//!   syncbridge-bench-sink push-throughput LISTEN_PORT LINK TOKEN RECORDS BATCH
+//!   syncbridge-bench-sink apply-throughput CONNINFO LINK RECORDS BATCH
+//!       RECORDS new records in batches of BATCH, through the listener or apply_inbound;
+//!       prints records/s.
+//!
+//! Latency lines read "N P50 P99 MAX MISSING" (milliseconds).
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -21,6 +35,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+mod inbound;
 
 #[derive(Default)]
 struct Sink {
@@ -50,8 +66,27 @@ fn main() {
             rt.spawn(serve(port, sink.clone()));
             latency(sink, &args[3], &args[4], args[5].parse().unwrap(), args[6].parse().unwrap());
         }
+        Some("push-latency") => {
+            let n = |i: usize| args[i].parse::<u64>().expect("a number");
+            let port = n(2) as u16;
+            inbound::push_latency(&rt, port, &args[3], &args[4], &args[5], &args[6], n(7), n(8), n(9));
+        }
+        Some("sql-latency") => {
+            inbound::sql_latency(&args[2], &args[3], &args[4], args[5].parse().unwrap(), args[6].parse().unwrap());
+        }
+        Some("pull-latency") => {
+            let n = |i: usize| args[i].parse::<u64>().expect("a number");
+            inbound::pull_latency(n(2) as u16, &args[3], &args[4], &args[5], n(6), n(7), n(8), n(9));
+        }
+        Some("push-throughput") => {
+            let n = |i: usize| args[i].parse::<u64>().expect("a number");
+            rt.block_on(inbound::push_throughput(n(2) as u16, &args[3], &args[4], n(5), n(6)));
+        }
+        Some("apply-throughput") => {
+            inbound::apply_throughput(&args[2], &args[3], args[4].parse().unwrap(), args[5].parse().unwrap());
+        }
         _ => {
-            eprintln!("usage: syncbridge-bench-sink serve PORT | baseline PORT RECORDS BATCH | latency PORT CONNINFO TABLE RATE SECONDS");
+            eprintln!("usage: syncbridge-bench-sink serve PORT | baseline PORT RECORDS BATCH | latency PORT CONNINFO TABLE RATE SECONDS | push-latency … | sql-latency … | pull-latency … | push-throughput … | apply-throughput … (see the module's doc)");
             std::process::exit(2);
         }
     }

@@ -44,6 +44,18 @@ impl WorkerDb {
             .unwrap();
     }
 
+    /// The base URL of this database's worker's webhook listener: scripts/e2e.sh sets
+    /// `syncbridge.listen` to `127.0.0.1:$SYNCBRIDGE_E2E_LISTEN_BASE`, and the worker of the
+    /// n-th database of `syncbridge.database` (postgres first, then sbw1, …) listens on base + n − 1.
+    pub fn listen_url(&self) -> String {
+        let base: u16 = std::env::var("SYNCBRIDGE_E2E_LISTEN_BASE")
+            .expect("SYNCBRIDGE_E2E_LISTEN_BASE is not set: run the end-to-end tests with scripts/e2e.sh")
+            .parse()
+            .expect("SYNCBRIDGE_E2E_LISTEN_BASE must be a port number");
+        let n: u16 = self.name.trim_start_matches("sbw").parse().expect("a worker database sbwN");
+        format!("http://127.0.0.1:{}", base + n)
+    }
+
     pub fn connect_as_user(&self, user: &str) -> Client {
         connect_as(&self.name, user)
     }
