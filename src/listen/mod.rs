@@ -59,7 +59,19 @@ pub fn start(rt: &tokio::runtime::Handle, db: &str, wake: fn()) -> Option<Listen
         read_timeout: Duration::from_millis(settings::LISTEN_TIMEOUT_MS.get().max(100) as u64),
     };
     let (tx, rx) = mpsc::channel();
-    match server::start(rt, addr, limits, tx, wake) {
+    // A worker restarted after pg_terminate_backend or a crash can start while its
+    // predecessor still holds the port for a moment: try again for a few seconds.
+    let mut tries = 0;
+    let bound = loop {
+        match server::start(rt, addr, limits, tx.clone(), wake) {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < BIND_TRIES => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            other => break other,
+        }
+    };
+    match bound {
         Ok(bound) => {
             log!("pg_syncbridge: worker for database \"{db}\" listens on http://{bound}");
             Some(Listener { rx })
@@ -70,6 +82,9 @@ pub fn start(rt: &tokio::runtime::Handle, db: &str, wake: fn()) -> Option<Listen
         }
     }
 }
+
+/// Binding a port that is in use is tried this many more times, half a second apart.
+const BIND_TRIES: u32 = 20;
 
 /// What the engine does besides replying.
 #[derive(Debug, Default)]
