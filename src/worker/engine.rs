@@ -26,7 +26,9 @@ use crate::transport::Transport;
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
 use std::collections::HashMap;
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
@@ -46,6 +48,16 @@ pub enum Done {
         result: Result<Pulled, String>,
         span: Span,
     },
+}
+
+/// A network job prepared in a round, started only after the round's transaction commits: what
+/// it sends was claimed (a create marked as possibly sent) in that transaction, and a crash
+/// before the commit would roll the claim back while the request was already out.
+struct Prepared {
+    link_id: i64,
+    /// A batch (`true`) or a pull.
+    batch: bool,
+    job: Pin<Box<dyn Future<Output = Done> + Send>>,
 }
 
 /// What the worker remembers of a link between rounds.
@@ -88,6 +100,8 @@ pub struct Engine {
     /// Clients by timeout, response cap and `syncbridge.allowed_hosts` text.
     clients: HashMap<(u64, usize, String), Client>,
     clocks: HashMap<i64, Clock>,
+    /// The round's network jobs, until its transaction has committed.
+    prepared: Vec<Prepared>,
     /// Run the next round at once (a full batch came back: more is probably waiting).
     again: bool,
     next_prune: Option<Instant>,
@@ -103,6 +117,7 @@ impl Engine {
             listener,
             clients: HashMap::new(),
             clocks: HashMap::new(),
+            prepared: Vec::new(),
             again: false,
             next_prune: None,
             rounds: 0,
@@ -139,7 +154,9 @@ impl Engine {
             if installed {
                 self.prune();
                 self.collect();
-                match in_transaction(|| self.dispatch()) {
+                let dispatched = in_transaction(|| self.dispatch());
+                self.start_prepared(dispatched.is_ok());
+                match dispatched {
                     // Recorded after the round's transaction, each in one of its own.
                     Ok(troubles) => troubles.into_iter().for_each(|(link, e)| self.trouble(link, &e)),
                     Err(e) => {
@@ -318,6 +335,22 @@ impl Engine {
 
     /// Starts what is due, in the caller's transaction (each link in a subtransaction).
     /// Returns the links that could not start, with why.
+    /// Starts the round's network jobs once its transaction has committed; after a rollback
+    /// nothing was claimed, and they are dropped unstarted.
+    fn start_prepared(&mut self, committed: bool) {
+        for p in std::mem::take(&mut self.prepared) {
+            if committed {
+                self.transport.spawn(p.job);
+            } else if let Some(clock) = self.clocks.get_mut(&p.link_id) {
+                if p.batch {
+                    clock.sending -= 1;
+                } else {
+                    clock.pulling = false;
+                }
+            }
+        }
+    }
+
     fn dispatch(&mut self) -> Vec<(i64, WorkerError)> {
         let mut troubles = Vec::new();
         let links = LinkRow::load_all().or_raise();
@@ -396,7 +429,8 @@ impl Engine {
                             self.batches += 1;
                             let span = info_span!("batch", seq = self.batches, records = deliveries.len());
                             let job = send::send(client, conv, permits, deliveries).instrument(span.clone());
-                            self.transport.spawn(async move { Done::Sent { link_id, full, sent: job.await, span } });
+                            let job = Box::pin(async move { Done::Sent { link_id, full, sent: job.await, span } });
+                            self.prepared.push(Prepared { link_id, batch: true, job });
                         }
                     }
                     Ok(Err(e)) => troubles.push((link.id, e.into())),
@@ -416,7 +450,8 @@ impl Engine {
                         let link_id = link.id;
                         let span = info_span!("pull");
                         let job = pull::fetch::fetch(client, spec).instrument(span.clone());
-                        self.transport.spawn(async move { Done::Pulled { link_id, result: job.await, span } });
+                        let job = Box::pin(async move { Done::Pulled { link_id, result: job.await, span } });
+                        self.prepared.push(Prepared { link_id, batch: false, job });
                     }
                     Ok(Err(e)) => troubles.push((link.id, e.into())),
                     Err(e) => troubles.push((link.id, e.into())),

@@ -82,6 +82,20 @@ impl WorkerDb {
         }
     }
 
+    /// SIGKILLs this database's worker (the postmaster then restarts every backend of the
+    /// cluster, so a test that does this runs alone in its binary) and waits until the cluster
+    /// takes connections and the worker is back.
+    pub fn kill_worker(&self) {
+        let pid = self.worker_pid().expect("the worker runs");
+        let killed = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
+        assert!(killed.success());
+        std::thread::sleep(Duration::from_secs(2));
+        crate::remote::wait_for(60, "the cluster accepts connections again", || {
+            std::panic::catch_unwind(|| connect_as("postgres", "postgres")).is_ok()
+        });
+        self.wait_for_worker();
+    }
+
     /// The one number `query` returns, such as a `count(*)`.
     pub fn count(&self, query: &str) -> i64 {
         self.admin().query_one(query, &[]).unwrap().get(0)

@@ -12,17 +12,6 @@ use syncbridge_e2e::worker::WorkerDb;
 
 const ROWS: usize = 3000;
 
-fn kill_worker(db: &WorkerDb) {
-    let pid = db.worker_pid().expect("the worker runs");
-    let killed = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
-    assert!(killed.success());
-    std::thread::sleep(Duration::from_secs(2));
-    wait_for(60, "the cluster accepts connections again", || {
-        std::panic::catch_unwind(|| syncbridge_e2e::connect_as("postgres", "postgres")).is_ok()
-    });
-    db.wait_for_worker();
-}
-
 #[test]
 fn batch_mode_killed_three_times_mid_drain_creates_nothing_twice() {
     let db = WorkerDb::take(46);
@@ -45,7 +34,7 @@ fn batch_mode_killed_three_times_mid_drain_creates_nothing_twice() {
         wait_for(60, "the drain goes on", || arrived() >= at);
         let stored = arrived();
         assert!(stored < ROWS, "killed mid-way, not after the end ({stored} stored)");
-        kill_worker(&db);
+        db.kill_worker();
     }
     wait_for(180, "every row paired", || {
         std::panic::catch_unwind(|| {
