@@ -86,6 +86,17 @@ CREATE TABLE _record (
 ) WITH (fillfactor = 70);
 CREATE UNIQUE INDEX _record_remote_key ON _record (link_id, remote_key) WHERE remote_key IS NOT NULL;
 
+-- The records of a link paired with these remote keys: one probe of _record_remote_key per
+-- key. (`remote_key = ANY (keys)` lets the planner scan the whole link through the primary
+-- key instead while _record has no statistics yet, as during a first drain: 30 ms a batch
+-- at 100,000 records, a quarter of the drain's time.) Inlined where it is called.
+CREATE FUNCTION _records_by_remote_key(p_link bigint, p_keys text[]) RETURNS SETOF @extschema@._record
+    LANGUAGE sql STABLE AS $$
+    SELECT r.* FROM unnest(p_keys) AS k(k)
+    CROSS JOIN LATERAL (SELECT * FROM @extschema@._record x WHERE x.link_id = p_link AND x.remote_key = k.k LIMIT 1) AS r
+$$;
+REVOKE ALL ON FUNCTION _records_by_remote_key(bigint, text[]) FROM PUBLIC;
+
 -- Record state of dropped links (drop_link(..., keep_state => true), or a dropped table),
 -- taken up again when a link of the same name is created on a table of the same name
 -- (schema-qualified, as format('%I.%I') writes it).

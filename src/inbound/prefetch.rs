@@ -11,24 +11,29 @@ use std::collections::HashMap;
 /// The id-map state of each of these remote keys that has one, by remote key.
 pub fn states(link_id: i64, remote_keys: Vec<&str>) -> HashMap<String, State> {
     plans::select(
-        // One index probe per key, whatever the planner would think of a join.
-        "SELECT k.k, r.local_key, r.created_by, r.base, r.in_fingerprint, r.in_status FROM unnest($2::text[]) AS k(k) \
-         CROSS JOIN LATERAL (SELECT * FROM syncbridge._record r WHERE r.link_id = $1 AND r.remote_key = k.k LIMIT 1) AS r",
+        "SELECT r.remote_key, r.local_key, r.created_by, r.base, r.in_fingerprint, r.in_status \
+         FROM syncbridge._records_by_remote_key($1, $2) r",
         &[link_id.into(), remote_keys.into()],
         |rows| {
-        let mut states = HashMap::with_capacity(rows.len());
-        for row in rows {
-            let remote_key: String = row.get(1)?.unwrap_or_default();
-            let base = row.get::<Jsonb>(4)?.and_then(|j| match j.0 {
-                Value::Object(m) => Some(m),
-                _ => None,
-            });
-            let state =
-                State { local_key: row.get(2)?, created_by: row.get(3)?, base, in_fingerprint: row.get(5)?, in_status: row.get(6)? };
-            states.insert(remote_key, state);
-        }
-        Ok(states)
-    })
+            let mut states = HashMap::with_capacity(rows.len());
+            for row in rows {
+                let remote_key: String = row.get(1)?.unwrap_or_default();
+                let base = row.get::<Jsonb>(4)?.and_then(|j| match j.0 {
+                    Value::Object(m) => Some(m),
+                    _ => None,
+                });
+                let state = State {
+                    local_key: row.get(2)?,
+                    created_by: row.get(3)?,
+                    base,
+                    in_fingerprint: row.get(5)?,
+                    in_status: row.get(6)?,
+                };
+                states.insert(remote_key, state);
+            }
+            Ok(states)
+        },
+    )
 }
 
 /// The remote key each of these local keys is paired with, for those paired.

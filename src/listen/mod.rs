@@ -284,8 +284,8 @@ fn applied_times(link_id: i64, times: &[Option<(String, i64)>]) -> HashMap<Strin
         return HashMap::new();
     }
     plans::select(
-        "SELECT r.remote_key, r.in_remote_us FROM syncbridge._record r \
-         WHERE r.link_id = $1 AND r.remote_key = ANY ($2::text[]) AND r.in_remote_us IS NOT NULL",
+        "SELECT r.remote_key, r.in_remote_us FROM syncbridge._records_by_remote_key($1, $2) r \
+         WHERE r.in_remote_us IS NOT NULL",
         &[link_id.into(), keys.into()],
         |rows| {
             let mut out = HashMap::new();

@@ -162,7 +162,7 @@ impl Results {
         let ids: Vec<&str> = by_id.keys().copied().collect();
         let paired: HashMap<String, String> = Spi::connect(|c| {
             let rows = c.select(
-                "SELECT remote_key, local_key FROM syncbridge._record WHERE link_id = $1 AND remote_key = ANY ($2)",
+                "SELECT remote_key, local_key FROM syncbridge._records_by_remote_key($1, $2)",
                 None,
                 &[link.id.into(), ids.into()],
             )?;
