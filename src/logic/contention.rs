@@ -7,12 +7,16 @@
 //!
 //! | policy                  | winner of every field                                        |
 //! |-------------------------|--------------------------------------------------------------|
-//! | `last_write_wins`       | the remote: whatever arrives is written                      |
+//! | `last_write_wins`       | field by field: the side that changed it; both: the later   |
+//! |                         | write (record times; tie or unknown: the remote)             |
 //! | `newer_wins`            | the side with the newer modification time (tie: the remote)  |
 //! | `system_of_record:X`    | X                                                            |
 //! | `record_owner`          | the side that created the record                             |
 //! | `merge`                 | the side that changed the field; both: owner, else newer     |
 //!
+//! Field owners come first under every policy, so `merge` and `last_write_wins` settle alike;
+//! both keep an edit that only one side made (before, `last_write_wins` gave the remote the
+//! whole record and reverted local edits of fields the remote never touched).
 //! Whenever the losing side had changed a field (so its edit is overwritten or not taken), a
 //! [`Conflict`] records base, local and remote value, the winner and the rule: no edit is
 //! lost silently.
@@ -160,7 +164,7 @@ pub fn resolve(fields: &[FieldState<'_>], ctx: Context) -> Resolution {
 
 /// Equal as the other system sees it: `12.5` and `12.50`, or two spellings of one instant,
 /// are the same value.
-fn same(a: &Value, b: &Value) -> bool {
+pub fn same(a: &Value, b: &Value) -> bool {
     a == b || canonical::to_canonical(a) == canonical::to_canonical(b)
 }
 
@@ -170,7 +174,14 @@ fn settle(f: &FieldState<'_>, local_changed: bool, remote_changed: bool, ctx: Co
         return (owner, Rule::FieldOwner);
     }
     match ctx.policy {
-        Contention::LastWriteWins => (Side::Remote, Rule::LastWriteWins),
+        Contention::LastWriteWins => match (local_changed, remote_changed) {
+            (true, false) => (Side::Local, Rule::OneSideChanged),
+            (false, true) => (Side::Remote, Rule::OneSideChanged),
+            _ => match ctx.remote_vs_local_time {
+                Some(Ordering::Less) => (Side::Local, Rule::LastWriteWins),
+                _ => (Side::Remote, Rule::LastWriteWins),
+            },
+        },
         Contention::NewerWins => newer(ctx),
         Contention::SystemOfRecord(side) => (side, Rule::SystemOfRecord),
         Contention::RecordOwner => match ctx.created_by {
@@ -276,15 +287,35 @@ mod tests {
         assert!(r.conflicts.is_empty(), "no field lost a change: {:?}", r.conflicts);
     }
 
+    /// Issue 13 point 4: r sets b, then l sets a (newer): the remote never changed a, so its
+    /// old value must not revert the local edit.
     #[test]
-    fn last_write_wins_overwrites_and_records_the_lost_local_edit() {
+    fn last_write_wins_is_field_by_field_and_keeps_an_edit_only_one_side_made() {
         let (base, local, remote) = different_fields();
-        let r = resolve(&record(&base, &local, &remote, NO_OWNERS), ctx(Contention::LastWriteWins));
-        assert_eq!(r.write, vec!["a", "b"]);
-        assert_eq!(r.conflicts.len(), 1);
+        let c =
+            Context { policy: Contention::LastWriteWins, remote_vs_local_time: Some(Ordering::Less), created_by: None };
+        let r = resolve(&record(&base, &local, &remote, NO_OWNERS), c);
+        assert!(r.contended);
+        assert_eq!(r.write, vec!["b"]);
+        assert_eq!(r.send_back, vec!["a"]);
+        assert!(r.conflicts.is_empty(), "{:?}", r.conflicts);
+    }
+
+    #[test]
+    fn last_write_wins_gives_a_field_both_sides_changed_to_the_later_write() {
+        let (base, local, remote) = ([json!(1), json!(1)], [json!(2), json!(1)], [json!(3), json!(1)]);
+        let fields = record(&base, &local, &remote, NO_OWNERS);
+        let with = |t| Context { policy: Contention::LastWriteWins, remote_vs_local_time: t, created_by: None };
+        let r = resolve(&fields, with(Some(Ordering::Less)));
+        assert_eq!(r.send_back, vec!["a"]);
         let c = &r.conflicts[0];
-        assert_eq!((c.field.as_str(), c.winner, c.rule), ("a", Side::Remote, Rule::LastWriteWins));
-        assert_eq!((c.base.clone(), c.local.clone(), c.remote.clone()), (Some(json!(1)), json!(2), json!(1)));
+        assert_eq!((c.field.as_str(), c.winner, c.rule), ("a", Side::Local, Rule::LastWriteWins));
+        assert_eq!((c.base.clone(), c.local.clone(), c.remote.clone()), (Some(json!(1)), json!(2), json!(3)));
+        for t in [Some(Ordering::Greater), Some(Ordering::Equal), None] {
+            let r = resolve(&fields, with(t));
+            assert_eq!(r.write, vec!["a"], "{t:?}");
+            assert_eq!((r.conflicts[0].winner, r.conflicts[0].rule), (Side::Remote, Rule::LastWriteWins), "{t:?}");
+        }
     }
 
     #[test]
