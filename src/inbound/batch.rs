@@ -12,7 +12,7 @@ use super::journal::Journal;
 use super::prefetch;
 use super::write::TableWrites;
 use super::{Batch, Read, Row};
-use crate::logic::decide::{decide, key_text, settle, Decided, Decision, State};
+use crate::logic::decide::{decide, key_text, settle, to_remote_names, Decided, Decision, State};
 use crate::logic::guards::Stop;
 use crate::logic::inbound::Incoming;
 use crate::logic::status::Status;
@@ -64,8 +64,21 @@ impl Batch {
         let asked: HashSet<&str> = paired.iter().flatten().map(String::as_str).collect();
         let rows = self.statements.rows(asked.into_iter().collect());
 
+        // Rows paired by their local id before any sync agreed on a base, with a local change
+        // not yet delivered.
+        let first_contact: Vec<&str> = incoming
+            .iter()
+            .zip(&paired)
+            .filter(|((_, inc), key)| {
+                !states.contains_key(&inc.remote_key) && key.as_deref().is_some_and(|k| rows.contains_key(k))
+            })
+            .filter_map(|(_, key)| key.as_deref())
+            .collect();
+        let unsent = super::prefetch::unsent(self.link.id, first_contact);
+
         let rules = self.rules();
         let no_state = State::default();
+        let unsent_state = State { unsent_local: true, ..State::default() };
         let plans: Vec<Plan<'_>> = incoming
             .iter()
             .zip(paired)
@@ -82,7 +95,11 @@ impl Batch {
                     return Plan { slot, inc, local_key: paired, local_row: None, decided, duplicate_of };
                 }
                 let local_row = paired.as_deref().and_then(|k| rows.get(k));
-                let state = states.get(&inc.remote_key).unwrap_or(&no_state);
+                let state = match states.get(&inc.remote_key) {
+                    Some(state) => state,
+                    None if paired.as_deref().is_some_and(|k| unsent.contains(k)) => &unsent_state,
+                    None => &no_state,
+                };
                 let decided = decide(&rules, inc, state, local_row);
                 Plan { slot, inc, local_key: local_row.and(paired), local_row, decided, duplicate_of }
             })
@@ -186,10 +203,13 @@ impl Batch {
             }
             Decision::Echo => {
                 let reason = Stop::NoChange.reason();
+                // Both sides hold the local row now: it is the base (an unsent local edit the
+                // remote made too has nothing left to send).
+                let base = local_row.map(|row| to_remote_names(&self.rules(), row));
                 journal.remember(
                     local_key.as_deref().expect("an echo has a local row"),
                     remote_key,
-                    None,
+                    base.as_ref(),
                     fp,
                     Status::Ignored,
                 );
@@ -211,7 +231,7 @@ impl Batch {
             Decision::Write(w) => {
                 let stored = if w.keeps_the_row() { local_row.cloned() } else { stored };
                 let stored = stored.unwrap_or_else(|| super::write::not_written(&self.link).raise());
-                let settled = settle(&self.rules(), inc, &stored, !w.update, &w.conflicts);
+                let settled = settle(&self.rules(), inc, &stored, &w);
                 let key = settled.local_key;
                 journal.conflicts(&key, remote_key, &w.conflicts);
                 let keys = [key.as_str()];

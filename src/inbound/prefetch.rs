@@ -6,7 +6,7 @@ use crate::logic::decide::State;
 use crate::spi::jsonb::Jsonb;
 use crate::spi::plans;
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// The id-map state of each of these remote keys that has one, by remote key.
 pub fn states(link_id: i64, remote_keys: Vec<&str>) -> HashMap<String, State> {
@@ -28,6 +28,7 @@ pub fn states(link_id: i64, remote_keys: Vec<&str>) -> HashMap<String, State> {
                     base,
                     in_fingerprint: row.get(5)?,
                     in_status: row.get(6)?,
+                    unsent_local: false,
                 };
                 states.insert(remote_key, state);
             }
@@ -50,6 +51,30 @@ pub fn remote_keys_of(link_id: i64, local_keys: Vec<&str>) -> HashMap<String, St
             for row in rows {
                 if let (Some(local), Some(remote)) = (row.get::<String>(1)?, row.get::<String>(2)?) {
                     out.insert(local, remote);
+                }
+            }
+            Ok(out)
+        },
+    )
+}
+
+/// Which of these local keys have a local change not yet delivered (pending, or still in the
+/// outbox): a remote record paired with such a row before any sync agreed on a base (our own
+/// create, pulled before its answer came back) must not revert it.
+pub fn unsent(link_id: i64, local_keys: Vec<&str>) -> HashSet<String> {
+    if local_keys.is_empty() {
+        return HashSet::new();
+    }
+    plans::select(
+        "SELECT k.k FROM unnest($2::text[]) AS k(k) \
+         WHERE EXISTS (SELECT FROM syncbridge._pending p WHERE p.link_id = $1 AND p.local_key = k.k) \
+            OR EXISTS (SELECT FROM syncbridge.outbox o WHERE o.link_id = $1 AND k.k = ANY (o.keys))",
+        &[link_id.into(), local_keys.into()],
+        |rows| {
+            let mut out = HashSet::new();
+            for row in rows {
+                if let Some(k) = row.get::<String>(1)? {
+                    out.insert(k);
                 }
             }
             Ok(out)

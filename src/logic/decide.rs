@@ -67,6 +67,10 @@ pub struct State {
     pub base: Option<Map<String, Value>>,
     pub in_fingerprint: Option<String>,
     pub in_status: Option<String>,
+    /// No base yet, and the local row has a change not yet delivered: the remote record is
+    /// taken as unchanged (our own create, read back before its answer), so the local
+    /// edit stands and goes out.
+    pub unsent_local: bool,
 }
 
 /// What to do with a record.
@@ -98,6 +102,9 @@ pub struct Write {
     pub update: bool,
     /// Local edits that lost to this record (contention).
     pub conflicts: Vec<Conflict>,
+    /// Fields (remote names) the record carries whose different local value won: the remote
+    /// still holds its own value there.
+    pub kept: Vec<String>,
 }
 
 impl Write {
@@ -158,7 +165,11 @@ pub fn decide(rules: &Rules<'_>, inc: &Incoming, state: &State, local_row: Optio
             .filter(|f| inc.fields.contains_key(&f.remote))
             .map(|f| FieldState {
                 name: &f.remote,
-                base: base.and_then(|b| b.get(&f.remote)),
+                base: match base {
+                    Some(b) => b.get(&f.remote),
+                    None if state.unsent_local => inc.fields.get(&f.remote),
+                    None => None,
+                },
                 local: local_value(rules, row, &f.remote),
                 remote: inc.fields.get(&f.remote),
                 owner: f.owner,
@@ -176,11 +187,8 @@ pub fn decide(rules: &Rules<'_>, inc: &Incoming, state: &State, local_row: Optio
         .iter()
         .filter_map(|remote| rules.map.by_remote(remote).map(|f| (f.column.clone(), inc.fields[*remote].clone())))
         .collect();
-    decided(Decision::Write(Write {
-        values,
-        update: local_row.is_some(),
-        conflicts: resolution.map(|r| r.conflicts).unwrap_or_default(),
-    }))
+    let (conflicts, kept) = resolution.map(|r| (r.conflicts, r.send_back)).unwrap_or_default();
+    decided(Decision::Write(Write { values, update: local_row.is_some(), conflicts, kept }))
 }
 
 /// The outcome of a write, from the row as stored.
@@ -200,14 +208,9 @@ pub struct Settled {
 }
 
 /// Settles a record after its write: `stored` is the row as the table keeps it (after
-/// defaults and the table's own triggers), `created` whether the write inserted it.
-pub fn settle(
-    rules: &Rules<'_>,
-    inc: &Incoming,
-    stored: &Map<String, Value>,
-    created: bool,
-    conflicts: &[Conflict],
-) -> Settled {
+/// defaults and the table's own triggers), `w` the write decided for it.
+pub fn settle(rules: &Rules<'_>, inc: &Incoming, stored: &Map<String, Value>, w: &Write) -> Settled {
+    let (created, conflicts) = (!w.update, &w.conflicts);
     let local_key = rules.map.key.coerce.key_text(stored.get(rules.key_column).unwrap_or(&Value::Null));
     let (status, reason) = if conflicts.is_empty() {
         (Status::Delivered, None)
@@ -216,9 +219,22 @@ pub fn settle(
             conflicts.iter().map(|c| format!("{} to {} by {}", c.field, c.winner.name(), c.rule.name())).collect();
         (Status::Conflict, Some(format!("contended: {}", fields.join(", "))))
     };
-    let base = to_remote_names(rules, stored);
+    // The base is what both sides hold: where the local value won, the remote still has its
+    // own, so the base keeps that (read as the column's type reads it) and the next outbound
+    // update sends the local value. (With the local value as base, a later remote edit of
+    // another field made the local winner look unchanged and the remote's value came back.)
+    let stored_fields = to_remote_names(rules, stored);
+    let mut base = stored_fields.clone();
+    for name in &w.kept {
+        if let (Some(field), Some(remote), Some(slot)) =
+            (rules.map.by_remote(name), inc.fields.get(name), base.get_mut(name))
+        {
+            *slot = field.coerce.read(remote);
+        }
+    }
     let reflect = if rules.guards.contains(&Guard::Reflect) {
-        base.iter()
+        stored_fields
+            .iter()
             .filter(|(name, value)| match inc.fields.get(*name) {
                 Some(sent) => canonical::to_canonical(sent) != canonical::to_canonical(value),
                 None => created && !value.is_null(),
@@ -355,7 +371,10 @@ mod tests {
         assert_eq!(d.decision, Decision::Echo);
         let d =
             decide(&rules(&m, &[Guard::Fingerprint]), &incoming(json!({"name": "Ada"})), &State::default(), Some(&row));
-        assert_eq!(d.decision, Decision::Write(Write { values: Map::new(), update: true, conflicts: vec![] }));
+        assert_eq!(
+            d.decision,
+            Decision::Write(Write { values: Map::new(), update: true, conflicts: vec![], kept: vec![] })
+        );
         assert!(matches!(d.decision, Decision::Write(ref w) if w.keeps_the_row()));
     }
 
@@ -370,7 +389,7 @@ mod tests {
         assert_eq!(Value::Object(w.values.clone()), json!({"name": "Ada (remote)"}));
         assert_eq!(w.conflicts.len(), 1);
         assert_eq!((w.conflicts[0].field.as_str(), w.conflicts[0].rule), ("name", Rule::LastWriteWins));
-        let s = settle(&rules(&m, &GUARDS), &inc, &obj(json!({"id": 1, "name": "Ada (remote)"})), false, &w.conflicts);
+        let s = settle(&rules(&m, &GUARDS), &inc, &obj(json!({"id": 1, "name": "Ada (remote)"})), &w);
         assert_eq!(
             (s.status, s.reason.as_deref()),
             (Status::Conflict, Some("contended: name to remote by last_write_wins"))
@@ -410,14 +429,60 @@ mod tests {
         let r = Rules { writes_back: true, ..rules(&m, &guards) };
         let inc = incoming(json!({"name": "Ada", "email": "ADA@X"}));
         let stored = obj(json!({"id": 7, "name": "Ada", "email": "ada@x", "tier": "basic"}));
-        let s = settle(&r, &inc, &stored, true, &[]);
+        let created = Write { values: Map::new(), update: false, conflicts: vec![], kept: vec![] };
+        let s = settle(&r, &inc, &stored, &created);
         assert_eq!(s.local_key, "7");
         assert_eq!(s.reflect, vec!["email", "tier"]);
         assert!(s.write_back);
         assert_eq!(Value::Object(s.base), json!({"name": "Ada", "email": "ada@x", "tier": "basic"}), "no local id");
-        let updated = settle(&r, &inc, &stored, false, &[]);
+        let updated = settle(&r, &inc, &stored, &Write { update: true, ..created });
         assert_eq!(updated.reflect, vec!["email"], "fields the record did not carry are not reflected on update");
         assert!(!updated.write_back);
+    }
+
+    /// Issue 13 point 3: l set note (not yet on the remote), r set qty; merge keeps the local
+    /// note and takes qty. The base must hold the remote's note, which the remote still has,
+    /// not the local one: else a later remote edit of another field makes the local note look
+    /// unchanged and the remote's note comes back.
+    #[test]
+    fn a_field_the_local_side_kept_stays_in_the_base_as_the_remote_holds_it() {
+        let m = map(&[]);
+        let r = Rules { contention: Contention::Merge, ..rules(&m, &GUARDS) };
+        let state =
+            State { base: Some(obj(json!({"name": "Ada", "email": "a@x", "tier": "1"}))), ..Default::default() };
+        let row = obj(json!({"id": 1, "name": "Ada", "email": "L@x", "tier": "1"}));
+        let inc = incoming(json!({"name": "Ada", "email": "a@x", "tier": "2"}));
+        let Decision::Write(w) = decide(&r, &inc, &state, Some(&row)).decision else { panic!() };
+        assert_eq!(Value::Object(w.values.clone()), json!({"tier": "2"}));
+        assert_eq!(w.kept, vec!["email"]);
+        let stored = obj(json!({"id": 1, "name": "Ada", "email": "L@x", "tier": "2"}));
+        let s = settle(&r, &inc, &stored, &w);
+        assert_eq!(Value::Object(s.base.clone()), json!({"name": "Ada", "email": "a@x", "tier": "2"}));
+        // The second pull: the remote changed only name. The local email is still a local edit.
+        let state = State { base: Some(s.base), ..Default::default() };
+        let inc = incoming(json!({"name": "Ada X", "email": "a@x", "tier": "2"}));
+        let Decision::Write(w) = decide(&r, &inc, &state, Some(&stored)).decision else { panic!() };
+        assert_eq!(Value::Object(w.values), json!({"name": "Ada X"}), "the local email is not reverted");
+        assert_eq!(w.kept, vec!["email"]);
+    }
+
+    /// Issue 13 point 2: our create is slow to answer; the row is edited meanwhile; a pull
+    /// brings the remote copy of the create (no base yet). The local edit stands.
+    #[test]
+    fn a_pulled_copy_of_our_own_create_does_not_revert_an_unsent_local_edit() {
+        let m = map(&[]);
+        let r = rules(&m, &GUARDS);
+        let row = obj(json!({"id": 1, "name": "B", "email": "a@x", "tier": null}));
+        let inc = incoming(json!({"name": "A", "email": "a@x"}));
+        let Decision::Write(w) = decide(&r, &inc, &State::default(), Some(&row)).decision else { panic!() };
+        assert_eq!(Value::Object(w.values), json!({"name": "A"}), "with no change pending, the remote is taken");
+        let state = State { unsent_local: true, ..Default::default() };
+        let Decision::Write(w) = decide(&r, &inc, &state, Some(&row)).decision else { panic!() };
+        assert!(w.values.is_empty(), "{:?}", w.values);
+        assert_eq!(w.kept, vec!["name"]);
+        assert!(w.conflicts.is_empty());
+        let s = settle(&r, &inc, &row, &w);
+        assert_eq!(s.base.get("name"), Some(&json!("A")), "the base is what the remote holds");
     }
 
     #[test]
