@@ -102,7 +102,7 @@ CREATE FUNCTION _claim(p_link bigint, p_limit integer)
     RETURNS TABLE (local_key text, seq bigint, fields text[], writeback boolean, attempt integer,
                    remote_key text, out_fingerprint text, out_status text, user_edit boolean,
                    came_back boolean, hop_times bigint[], quarantined_at timestamptz,
-                   create_sent_before boolean)
+                   create_sent_before boolean, base jsonb)
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     room integer;
@@ -132,7 +132,7 @@ BEGIN
         RETURNING p.local_key, p.seq, p.fields, p.writeback, p.attempt, p.user_edit, p.create_sent_at)
     SELECT t.local_key, t.seq, t.fields, t.writeback, t.attempt, r.remote_key, r.out_fingerprint, r.out_status,
            t.user_edit, coalesce(r.in_at > r.out_at, false), coalesce(r.hop_times, '{}'), r.quarantined_at,
-           t.create_sent_at < now()
+           t.create_sent_at < now(), r.base
     FROM taken t LEFT JOIN LATERAL @extschema@._record_of(p_link, t.local_key) r ON true
     ORDER BY t.seq;
     GET DIAGNOSTICS room = ROW_COUNT;
@@ -184,7 +184,7 @@ BEGIN
         RETURNING p.local_key, p.seq, p.fields, p.writeback, p.attempt, p.user_edit, p.in_flight AND p.xmax = 0 AS fresh)
     SELECT t.local_key, t.seq, t.fields, t.writeback, t.attempt, r.remote_key, r.out_fingerprint, r.out_status,
            t.user_edit, coalesce(r.in_at > r.out_at, false), coalesce(r.hop_times, '{}'), r.quarantined_at,
-           false
+           false, r.base
     FROM merged t LEFT JOIN LATERAL @extschema@._record_of(p_link, t.local_key) r ON true
     WHERE t.fresh
     ORDER BY t.seq;
@@ -247,6 +247,10 @@ BEGIN
         remote_key = coalesce(EXCLUDED.remote_key, r.remote_key),
         base = coalesce(EXCLUDED.base, r.base),
         out_fingerprint = coalesce(EXCLUDED.out_fingerprint, r.out_fingerprint),
+        -- A delivery changed the remote record: the version last received is no longer what
+        -- the remote holds, and the same version coming back (a remote user undoing our
+        -- change) is a change, not a repeat for the fingerprint guard to drop.
+        in_fingerprint = CASE WHEN EXCLUDED.out_status = 'delivered' THEN NULL ELSE r.in_fingerprint END,
         out_status = EXCLUDED.out_status,
         -- out_at is the last time something reached the remote: it tells the loop detector
         -- whether an inbound write came after it.
@@ -269,16 +273,19 @@ BEGIN
                 p_methods, p_http_status, p_actions)
         AS x(k, rk, st, reason, attempt, next_retry, fp, method, http, action);
 
-    -- Finished and not edited meanwhile: done.
+    -- Finished and not edited meanwhile: done. (A spared record that did not fail is an update
+    -- held back while the remote's version was applied first: it goes again.)
     DELETE FROM @extschema@._pending p
-    USING unnest(p_keys, p_seqs, p_status) AS x(k, seq, st)
-    WHERE p.link_id = p_link AND p.local_key = x.k AND p.seq = x.seq AND x.st <> 'failed';
+    USING unnest(p_keys, p_seqs, p_status, coalesce(p_spared, array_fill(false, ARRAY[cardinality(p_keys)])))
+        AS x(k, seq, st, spared)
+    WHERE p.link_id = p_link AND p.local_key = x.k AND p.seq = x.seq AND x.st <> 'failed' AND NOT x.spared;
 
     -- Failed (to be retried, or dead-lettered), or edited meanwhile (due again now).
     UPDATE @extschema@._pending p SET
         in_flight = false,
         failed = x.st = 'failed' AND x.next_retry IS NULL AND p.seq = x.seq,
-        attempt = CASE WHEN p.seq <> x.seq THEN 0 ELSE p.attempt END,
+        attempt = CASE WHEN p.seq <> x.seq THEN 0 WHEN x.spared AND x.st <> 'failed' THEN p.attempt - 1
+                       ELSE p.attempt END,
         spared = CASE WHEN p.seq <> x.seq THEN 0 ELSE p.spared + coalesce(x.spared, false)::int END,
         last_failed_at = CASE WHEN x.st = 'failed' THEN now() ELSE p.last_failed_at END,
         next_attempt = coalesce(x.next_retry, now()),

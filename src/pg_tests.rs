@@ -297,6 +297,7 @@ mod tests {
                 found_id: None,
                 method: "TEST",
                 duplicates: Vec::new(),
+                seen: None,
             })
             .collect();
         settle::settle(&link, sent);

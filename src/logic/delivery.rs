@@ -253,9 +253,39 @@ pub fn volatile_fields(map: &FieldMap) -> Vec<&str> {
     map.fields.iter().filter(|f| f.volatile).map(|f| f.remote.as_str()).collect()
 }
 
+/// What an update sends: the fields of `whole` (a row's payload without the local id) whose
+/// value differs from `base`, the version both sides last agreed on, compared as the remote
+/// sees values (`12.5` is `12.50`). A field the base lacks counts as changed. Empty when only
+/// volatile fields changed: those travel with a real change, never alone.
+pub fn changed_fields(whole: &Map<String, Value>, base: &Map<String, Value>, volatile: &[&str]) -> Vec<String> {
+    let changed: Vec<String> = whole
+        .iter()
+        .filter(|(name, value)| base.get(*name).is_none_or(|b| !super::contention::same(b, value)))
+        .map(|(name, _)| name.clone())
+        .collect();
+    if changed.iter().all(|name| volatile.contains(&name.as_str())) {
+        return Vec::new();
+    }
+    changed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 13 point 1: r set qty, l set name; the update carries name only, so the
+    /// remote's qty stays.
+    #[test]
+    fn an_update_carries_only_the_fields_that_differ_from_the_base() {
+        let obj = |v: Value| v.as_object().cloned().unwrap();
+        let base = obj(json!({"name": "A", "qty": 1, "balance": 12.5, "synced_at": "t1"}));
+        let whole = obj(json!({"name": "L", "qty": 1, "balance": 12.50, "synced_at": "t2", "note": null}));
+        assert_eq!(changed_fields(&whole, &base, &["synced_at"]), vec!["name", "note", "synced_at"]);
+        let only_volatile = obj(json!({"name": "A", "qty": 1, "balance": 12.5, "synced_at": "t3"}));
+        assert!(changed_fields(&only_volatile, &base, &["synced_at"]).is_empty());
+        let same = obj(json!({"name": "A", "qty": "1", "balance": 12.5, "synced_at": "t1"}));
+        assert_eq!(changed_fields(&same, &base, &[]), vec!["qty"], "a string is not a number to the remote");
+    }
 
     #[test]
     fn an_update_answer_tells_a_gone_record_and_one_with_no_record() {

@@ -70,7 +70,8 @@ pub const SETTINGS: &[SettingDoc] = &[
     s("max_pages", PositiveInt, "1000", "pages one pull reads at most"),
     s("pull", Bool, "true", "inbound pull on or off"),
     s("pull_interval", PositiveInt, "10", "seconds between pulls of a realtime link (a scheduled link pulls on its schedule)"),
-    s("update_method", OneOf(&["PATCH", "PUT"]), "`PATCH`", "how an update is sent"),
+    s("update_method", OneOf(&["PATCH", "PUT"]), "`PATCH`", "how an update is sent; an update carries only the fields changed since the last sync, so a `PUT` (which replaces the whole record) reads the record first and sends it with those fields changed"),
+    s("before_update", OneOf(&["pull", "read", "none"]), "`pull` on a link that receives by pulling, else `none`", "how remote changes are seen before an outbound update could overwrite them: `pull` pulls before each outbound round that has work (one request a round); `read` reads each record before updating it (one `GET` an update): a record the remote changed since the last sync is applied first, contention settles every field (a row in `syncbridge.conflicts` for each edit that loses), and the update then carries what won; `none` sends at once: an update still carries only the fields changed since the last sync, but a field both sides changed in the meantime takes the local value with no conflict row. A link that does not receive (`direction` `outbound`) always sends at once"),
     s("empty_update_answer", OneOf(&["delivered", "gone"]), "`delivered`", "what a 2xx answer with no record (a 204, an empty body) to an update means: `delivered` (its event says the remote answered with no record), or `gone`: the remote record was deleted, as a 404 to an update says, and the link's `deletes` policy applies"),
     s("remote_id_column", Text, "none", "local column that holds a record's remote id: written when a record the link sent is created on the remote, and in the insert of a row an inbound record creates; it is not sent or received as a field (the remote has its own id), unless `set_field` marks it synced"),
     s("concurrency", PositiveInt, "8", "requests of the link on the network at once, at most (1 to 64), whichever of its batches (up to two travel at once) they belong to"),
@@ -104,6 +105,8 @@ pub struct LinkSettings {
     /// `None`: the link's remote key field.
     pub created_id_pointer: Option<String>,
     pub update_method: String,
+    /// `pull`, `read` or `none`; `None`: [`LinkSettings::before_update`] decides by direction.
+    pub before_update: Option<String>,
     /// `delivered` or `gone`: what a 2xx with no record to an update means.
     pub empty_update_answer: String,
     pub batch_url: Option<String>,
@@ -140,6 +143,31 @@ pub struct LinkSettings {
     pub webhook_tolerance: u64,
 }
 
+/// How remote changes are seen before an outbound update (`before_update`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BeforeUpdate {
+    /// A pull before each outbound round that has work.
+    Pull,
+    /// A `GET` of each record before its update.
+    Read,
+    /// Nothing: the update goes at once.
+    Nothing,
+}
+
+impl LinkSettings {
+    /// The link's `before_update`; unset: `pull` on a link that receives by pulling, else
+    /// nothing (an outbound-only link never applies the remote's version).
+    pub fn before_update(&self, receives: bool) -> BeforeUpdate {
+        match (self.before_update.as_deref(), receives) {
+            (_, false) | (Some("none"), _) => BeforeUpdate::Nothing,
+            (Some("read"), true) => BeforeUpdate::Read,
+            (Some(_), true) => BeforeUpdate::Pull,
+            (None, true) if self.pull => BeforeUpdate::Pull,
+            (None, true) => BeforeUpdate::Nothing,
+        }
+    }
+}
+
 impl Default for LinkSettings {
     fn default() -> Self {
         Self {
@@ -154,6 +182,7 @@ impl Default for LinkSettings {
             auth_header: "Authorization".into(),
             created_id_pointer: None,
             update_method: "PATCH".into(),
+            before_update: None,
             empty_update_answer: "delivered".into(),
             batch_url: None,
             batch_result_pointer: String::new(),

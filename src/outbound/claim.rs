@@ -10,9 +10,10 @@ use crate::logic::guards::{self, detect, Detector, Outgoing, Travel};
 use crate::logic::link_spec::Guard;
 use crate::logic::mapping::LAST_TOUCH_COLUMN;
 use crate::logic::status::Status;
+use crate::spi::jsonb::Jsonb;
 use crate::table::{Read, TableStatements};
 use pgrx::prelude::*;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// A claimed `_pending` row.
 struct Claimed {
@@ -30,6 +31,8 @@ struct Claimed {
     quarantined: bool,
     /// A create of this record went out before and its remote id is still unknown.
     create_sent_before: bool,
+    /// The base snapshot: the version both sides last agreed on (remote field names).
+    base: Option<Map<String, Value>>,
 }
 
 /// Claims up to `limit` due records of `link` and returns the deliveries to send. Records
@@ -53,6 +56,10 @@ pub fn claim(link: &LinkRow, limit: i32) -> Result<Vec<Delivery>> {
                 hop_times: r.get::<Vec<i64>>(11)?.unwrap_or_default(),
                 quarantined: r.get::<pgrx::datum::TimestampWithTimeZone>(12)?.is_some(),
                 create_sent_before: r.get::<bool>(13)?.unwrap_or(false),
+                base: r.get::<Jsonb>(14)?.and_then(|j| match j.0 {
+                    Value::Object(m) => Some(m),
+                    _ => None,
+                }),
             });
         }
         Ok(out)
@@ -103,6 +110,8 @@ pub fn claim(link: &LinkRow, limit: i32) -> Result<Vec<Delivery>> {
                     fingerprint: None,
                     base: None,
                     lookup: false,
+                    partial: false,
+                    agreed: None,
                     hops: None,
                 }),
                 None => stopped.push(
@@ -161,14 +170,32 @@ pub fn claim(link: &LinkRow, limit: i32) -> Result<Vec<Delivery>> {
                 (Action::Update, "writeback", delivery::payload(row, map, shape, Some(fields)))
             }
             (Some(_), Some(fields)) => (Action::Update, "reflect", delivery::payload(row, map, shape, Some(fields))),
-            (Some(_), None) => (Action::Update, "update", delivery::payload(row, map, shape, None)),
+            // An update carries what changed since the base, so fields the remote changed
+            // meanwhile (and the local side did not) are not overwritten.
+            (Some(_), None) => match &c.base {
+                Some(base) => {
+                    let changed = delivery::changed_fields(&whole, base, &volatile);
+                    if changed.is_empty() {
+                        let reason = "nothing differs from the version both sides hold";
+                        let mut o = Outcome::stopped(&c.local_key, c.seq, attempt, Status::Ignored, reason, Some(fp));
+                        o.remote_key = c.remote_key.clone();
+                        stopped.push(o);
+                        continue;
+                    }
+                    (Action::Update, "update", delivery::payload(row, map, shape, Some(&changed)))
+                }
+                None => (Action::Update, "update", delivery::payload(row, map, shape, None)),
+            },
         };
+        let partial = whole.keys().any(|k| !body.contains_key(k));
         deliveries.push(Delivery {
             local_key: c.local_key,
             seq: c.seq,
             attempt,
             // An earlier create may have reached the remote: look it up first (_claim).
             lookup: action == Action::Create && c.create_sent_before,
+            partial,
+            agreed: c.base,
             remote_key: c.remote_key,
             action,
             purpose,

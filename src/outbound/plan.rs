@@ -3,6 +3,8 @@
 
 use crate::catalog::link::LinkRow;
 use crate::logic::delivery::{self, Answer};
+use crate::logic::link_settings::BeforeUpdate;
+use crate::logic::link_spec::Direction;
 use crate::transport::http::Method;
 use serde_json::{Map, Value};
 
@@ -42,6 +44,12 @@ pub struct Delivery {
     /// An earlier create of this record may have reached the remote (`_pending.create_sent_at`):
     /// look it up first.
     pub lookup: bool,
+    /// The body holds some fields only (those changed since the base, a reflection, a
+    /// writeback): a `PUT` reads the record first and sends it whole.
+    pub partial: bool,
+    /// The base snapshot before this delivery (the version both sides last agreed on), which
+    /// a read before the update compares the remote record with.
+    pub agreed: Option<Map<String, Value>>,
     /// The loop detector's hop times to keep once delivered.
     pub hops: Option<Vec<i64>>,
 }
@@ -56,6 +64,9 @@ pub struct Sent {
     pub method: &'static str,
     /// The remote records the lookup found carrying this record's local id, when several did.
     pub duplicates: Vec<String>,
+    /// Not sent: the read before the update found the remote record changed since the base.
+    /// This is the record as read, to be applied (and settled by contention) first.
+    pub seen: Option<Map<String, Value>>,
 }
 
 /// A link's HTTP conventions (SPEC §5), read from its settings.
@@ -78,6 +89,11 @@ pub struct Conventions {
     /// Where a list response holds its records ("" = the body is the array).
     pub list_pointer: String,
     pub concurrency: usize,
+    /// `before_update` = `read`: each update reads its record first.
+    pub read_first: bool,
+    /// Where a single record's answer holds the record: the parent of `created_id_pointer`
+    /// (`/data` for `/data/id`), or the whole body.
+    pub record_pointer: String,
     pub timeout_ms: u64,
     pub max_response_bytes: usize,
 }
@@ -110,6 +126,14 @@ impl Conventions {
             batch_result_pointer: conf.batch_result_pointer.clone(),
             list_pointer: conf.list_pointer.clone(),
             concurrency: conf.concurrency.clamp(1, 64) as usize,
+            read_first: conf.before_update(Direction::parse(&link.direction).is_ok_and(|d| d.receives()))
+                == BeforeUpdate::Read,
+            record_pointer: conf
+                .created_id_pointer
+                .as_deref()
+                .and_then(|p| p.rsplit_once('/'))
+                .map(|(parent, _)| parent.to_string())
+                .unwrap_or_default(),
             timeout_ms: conf.timeout_ms,
             max_response_bytes: conf.max_response_bytes as usize,
         }

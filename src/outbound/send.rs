@@ -13,10 +13,11 @@
 //! answer holds one result per record, in order (`status`, the created id, `error`).
 
 use super::plan::{Action, Conventions, Delivery, Sent};
+use crate::logic::contention::same;
 use crate::logic::delivery::Answer;
 use crate::logic::lookup::{self, Found};
 use crate::transport::http::{Client, Method, Request};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
@@ -55,6 +56,10 @@ async fn send_one(client: &Client, conv: &Conventions, d: Delivery) -> Sent {
         Ok(found) => found,
         Err(stopped) => return stopped,
     };
+    let current = match read_first(client, conv, &d).await {
+        Ok(current) => current,
+        Err(stopped) => return stopped,
+    };
     let (method, url) = match (d.action, found_id.as_deref().or(d.remote_key.as_deref())) {
         (Action::Create, None) => (Method::Post, conv.record_url(None)),
         (Action::Create | Action::Update, Some(id)) => (conv.update_method, conv.record_url(Some(id))),
@@ -64,11 +69,70 @@ async fn send_one(client: &Client, conv: &Conventions, d: Delivery) -> Sent {
     let mut req = request(conv, method, url, &d);
     if let Some(body) = &d.body {
         if d.action != Action::Delete {
-            req.body = Some(Value::Object(body.clone()).to_string());
+            // A PUT replaces the record: the fields this update changes over the record as read.
+            let whole = match current {
+                Some(mut record) if method == Method::Put => {
+                    record.extend(body.clone());
+                    record
+                }
+                _ => body.clone(),
+            };
+            req.body = Some(Value::Object(whole).to_string());
         }
     }
     let answer = client.send(&req).await;
-    Sent { delivery: d, answer, found_id, method: method.name(), duplicates: Vec::new() }
+    Sent { delivery: d, answer, found_id, method: method.name(), duplicates: Vec::new(), seen: None }
+}
+
+/// For an update that must see the remote record first (`before_update` = `read`, or a `PUT`
+/// of some fields): the record as the remote holds it (`Ok(Some)`), or `Ok(None)` when the
+/// update needs no read. `Err`: not sent — the read's answer was not the record (a 404 then
+/// stands as the update's answer: the record is gone), or the remote changed the record since
+/// the base and it is to be applied first (`Sent::seen`).
+async fn read_first(client: &Client, conv: &Conventions, d: &Delivery) -> Result<Option<Map<String, Value>>, Sent> {
+    let id = match (d.action, d.remote_key.as_deref()) {
+        (Action::Update, Some(id)) if conv.read_first || (conv.update_method == Method::Put && d.partial) => id,
+        _ => return Ok(None),
+    };
+    let mut req = Request::new(Method::Get, conv.record_url(Some(id)));
+    req.headers = conv.headers.clone();
+    let mut answer = client.send(&req).await;
+    let stop = |answer: Answer, seen: Option<Map<String, Value>>| Sent {
+        delivery: d.clone(),
+        answer,
+        found_id: None,
+        method: "GET",
+        duplicates: Vec::new(),
+        seen,
+    };
+    if !matches!(answer.status, Some(200..=299)) || answer.refused.is_some() {
+        return Err(stop(answer, None));
+    }
+    let record = serde_json::from_str::<Value>(&answer.body)
+        .ok()
+        .and_then(|body| body.pointer(&conv.record_pointer).cloned())
+        .and_then(|v| match v {
+            Value::Object(m) => Some(m),
+            _ => None,
+        });
+    let Some(mut record) = record else {
+        answer.refused = Some(format!(
+            "the record read before the update is not an object at \"{}\" of the answer: not updated; \
+             set the link's created_id_pointer to where a record's answer holds its id",
+            conv.record_pointer
+        ));
+        return Err(stop(answer, None));
+    };
+    if conv.read_first {
+        if let Some(agreed) = &d.agreed {
+            let changed = agreed.iter().any(|(name, was)| record.get(name).is_some_and(|now| !same(was, now)));
+            if changed {
+                record.entry(conv.remote_key_field.clone()).or_insert_with(|| Value::String(id.to_string()));
+                return Err(stop(answer, Some(record)));
+            }
+        }
+    }
+    Ok(Some(record))
 }
 
 /// For a create that went out before: the id of the record the remote already holds
@@ -90,6 +154,7 @@ async fn look_up_first(client: &Client, conv: &Conventions, d: &Delivery) -> Res
         found_id: None,
         method: "GET",
         duplicates,
+        seen: None,
     };
     if !matches!(answer.status, Some(200..=299)) || answer.refused.is_some() {
         return Err(stop(answer, Vec::new()));
@@ -129,13 +194,17 @@ async fn send_batch(client: &Client, conv: &Arc<Conventions>, deliveries: Vec<De
     // the batch, those it finds are updated instead.
     let limit = Arc::new(Semaphore::new(conv.concurrency));
     let mut lookups = Vec::new();
-    for (i, d) in deliveries.iter().enumerate().filter(|(_, d)| d.action == Action::Create && d.lookup) {
+    let first =
+        |d: &Delivery| (d.action == Action::Create && d.lookup) || (d.action == Action::Update && conv.read_first);
+    for (i, d) in deliveries.iter().enumerate().filter(|(_, d)| first(d)) {
         let (client, conv, d, limit) = (client.clone(), conv.clone(), d.clone(), limit.clone());
         lookups.push((
             i,
             tokio::spawn(
                 async move {
                     let _permit = limit.acquire_owned().await.expect("the semaphore is never closed");
+                    // Updates read their record first (`before_update` = `read`).
+                    read_first(&client, &conv, &d).await?;
                     look_up_first(&client, &conv, &d).await
                 }
                 .in_current_span(),
@@ -213,7 +282,14 @@ async fn post_batch(client: &Client, conv: &Conventions, batch: &[(&Delivery, Op
                 (None, Some(bad)) => bad.clone(),
                 (None, None) => answer.clone(),
             };
-            Sent { delivery: (*d).clone(), answer, found_id: found.cloned(), method: "POST", duplicates: Vec::new() }
+            Sent {
+                delivery: (*d).clone(),
+                answer,
+                found_id: found.cloned(),
+                method: "POST",
+                duplicates: Vec::new(),
+                seen: None,
+            }
         })
         .collect()
 }

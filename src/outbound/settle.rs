@@ -18,6 +18,10 @@ use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
+/// Reason of an update not sent because the read before it found the remote record changed.
+pub const SEEN_FIRST: &str = "not sent yet: the remote changed the record since the last sync (before_update = read); \
+its version was applied first, and the update goes again with what won";
+
 /// One record's outcome, as `syncbridge._settle` records it.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -36,7 +40,8 @@ pub struct Outcome {
     pub detail: Option<Value>,
     /// The loop detector's hop times (delivered or quarantined records).
     pub hops: Option<Vec<i64>>,
-    /// A failure spared for the link's outage: the attempt does not count.
+    /// The attempt does not count and the record stays pending: a failure spared for the
+    /// link's outage, or an update held back while the remote's version is applied first.
     pub spared: bool,
 }
 
@@ -285,6 +290,15 @@ pub fn settle(link: &LinkRow, sent: Vec<Sent>) -> Results {
         o.remote_key = d.remote_key.clone();
         o.hops = d.hops.clone();
         o.detail = Some(json!({"method": s.method, "http_status": s.answer.status, "action": d.purpose}));
+        if s.seen.is_some() {
+            // Its record as read was applied first (the worker did, before this settlement):
+            // due again at once, its attempt uncounted, to carry what won.
+            o.status = Status::Ignored;
+            o.reason = Some(SEEN_FIRST.into());
+            o.spared = true;
+            results.push(o);
+            continue;
+        }
         if let UpdateAnswer::Gone { why } = update {
             // Settled once the link's delete policy has been applied (`gone`).
             remote_deletes.push(gone::RemoteDelete { outcome: results.len(), why });

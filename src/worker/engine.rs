@@ -12,6 +12,7 @@ use crate::error::{spi_opt, OrRaise};
 use crate::listen::server::{Reply, Request};
 use crate::listen::{self, Listener};
 use crate::logic::delivery::backoff;
+use crate::logic::link_settings::BeforeUpdate;
 use crate::logic::link_spec::{Direction, Schedule};
 use crate::logic::outage;
 use crate::logic::reach::AllowList;
@@ -25,6 +26,7 @@ use crate::transport::http::Client;
 use crate::transport::Transport;
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
+use serde_json::Value;
 use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -79,6 +81,8 @@ struct Clock {
     past_budget: bool,
     /// Pulls that failed in a row: the pull (only) waits longer after each.
     pull_failures: u32,
+    /// A pull finished since the link's last claim (`before_update` = `pull`: sends wait for one).
+    pulled: bool,
     /// The link's request permits (`concurrency`, shared by its batches on the network) and
     /// the setting they were made for.
     permits: Option<(usize, Arc<Semaphore>)>,
@@ -276,7 +280,12 @@ impl Engine {
                     (link_id, outcome.map(|r| r.map(|_| ())))
                 }
                 Done::Pulled { link_id, result, span } => {
-                    self.clock(link_id).pulling = false;
+                    let clock = self.clock(link_id);
+                    clock.pulling = false;
+                    // Sends that waited for it go now, whatever it brought: a failed pull
+                    // holds them no longer (an update still carries only what changed).
+                    clock.pulled = true;
+                    self.again = true;
                     let outcome = span.in_scope(|| in_transaction(|| apply_pull(link_id, result)));
                     // A failed pull makes the next pull wait (longer each time), not the sends.
                     match outcome.map_err(WorkerError::from).and_then(|r| r) {
@@ -371,7 +380,19 @@ impl Engine {
             // An unavailable link sends one probe at a time (whole batches past its budget).
             let probing = clock.outage.is_some() && !clock.past_budget;
             let in_flight = if probing { 1 } else { BATCHES_IN_FLIGHT };
-            let send_due = direction.sends() && clock.sending < in_flight && clock.next_send.is_none_or(|t| t <= now);
+            let mut send_due =
+                direction.sends() && clock.sending < in_flight && clock.next_send.is_none_or(|t| t <= now);
+            // `before_update` = `pull`: a round with something to send pulls first, and sends
+            // once that pull is applied, so remote edits are settled before an update goes.
+            let mut pull_first = false;
+            if send_due
+                && !clock.pulled
+                && link.conf.before_update(direction.receives()) == BeforeUpdate::Pull
+                && has_work(link.id)
+            {
+                send_due = false;
+                pull_first = !clock.pulling;
+            }
             // A link's first pull comes a pull interval after its creation, as later pulls
             // come after the one before: a link is often completed (its auth_secret, its
             // settings) in statements after create_link.
@@ -386,8 +407,11 @@ impl Engine {
                 .unwrap_or(0.0);
                 clock.next_pull = Some(now + Duration::from_secs_f64(wait.clamp(0.0, interval.as_secs_f64())));
             }
-            let pull_due =
-                !clock.pulling && direction.receives() && link.conf.pull && clock.next_pull.is_none_or(|t| t <= now);
+            let pull_due = pull_first
+                || (!clock.pulling
+                    && direction.receives()
+                    && link.conf.pull
+                    && clock.next_pull.is_none_or(|t| t <= now));
             if !send_due && !pull_due {
                 continue;
             }
@@ -409,6 +433,7 @@ impl Engine {
                 match subxact::run(|| claim::claim(link, limit)) {
                     Ok(Ok(deliveries)) => {
                         let clock = self.clocks.get_mut(&link.id).expect("clock exists");
+                        clock.pulled = false;
                         if !probing || deliveries.is_empty() {
                             clock.next_send = every.map(|e| now + e);
                         }
@@ -510,6 +535,19 @@ fn secret(link: &LinkRow) -> Result<Option<String>, WorkerError> {
     }
 }
 
+/// Something of the link is due to be sent: outbox entries, or pending records due now.
+fn has_work(link_id: i64) -> bool {
+    spi_opt::<bool>(
+        "SELECT EXISTS (SELECT FROM syncbridge.outbox o WHERE o.link_id = $1) \
+             OR EXISTS (SELECT FROM syncbridge._pending p WHERE p.link_id = $1 AND NOT p.failed \
+                        AND NOT p.in_flight AND p.next_attempt <= now())",
+        &[link_id.into()],
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(true)
+}
+
 fn load_link(link_id: i64) -> Option<LinkRow> {
     LinkRow::load_all().or_raise().into_iter().find(|l| l.id == link_id)
 }
@@ -532,6 +570,12 @@ struct Settled {
 fn settle_batch(link_id: i64, sent: Vec<Sent>) -> Result<Settled, WorkerError> {
     let result = subxact::run(|| match load_link(link_id) {
         Some(link) => {
+            // Records that reads before their updates found changed on the remote are applied
+            // first, settled by the link's contention policy like pulled records.
+            let seen: Vec<Value> = sent.iter().filter_map(|s| s.seen.clone().map(Value::Object)).collect();
+            if !seen.is_empty() {
+                crate::inbound::apply_records(&link.name, Value::Array(seen)).or_raise();
+            }
             let r = settle::settle(&link, sent);
             let (delivered, failed) = (r.count(Status::Delivered), r.count(Status::Failed));
             if delivered > 0 {

@@ -12,6 +12,10 @@
 //!       Serves a sink at PORT and commits single-row INSERTs into TABLE at RATE per second;
 //!       prints the commit → remote latencies, timed from the start of each autocommitted
 //!       INSERT (the row's id travels as local_id).
+//!   syncbridge-bench-sink update-latency PORT CONNINFO TABLE RATE SECONDS
+//!       The same for single-row UPDATEs of rows the link has paired, timed to the first
+//!       PATCH/PUT of each row's remote id. (GETs, a pull or a read before an update, are
+//!       answered with an empty page or the bare record and counted as requests only.)
 //!   syncbridge-bench-sink push-latency LISTEN_PORT LINK TOKEN CONNINFO CHANNEL RATE SECONDS KEYS
 //!       Pushes one edited record a request to the worker's listener at RATE per second; prints
 //!       the edit → NOTIFY latencies, then the HTTP round trips'.
@@ -45,6 +49,8 @@ struct Sink {
     next_id: AtomicU64,
     /// local_id → arrival, for the latency driver.
     arrivals: Mutex<HashMap<i64, Instant>>,
+    /// Remote id → first arrival of an update of it, for the update latency driver.
+    updates: Mutex<HashMap<String, Instant>>,
 }
 
 fn main() {
@@ -59,6 +65,12 @@ fn main() {
             let port: u16 = args[2].parse().expect("port");
             let (records, batch): (u64, u64) = (args[3].parse().unwrap(), args[4].parse().unwrap());
             rt.block_on(baseline(port, records, batch));
+        }
+        Some("update-latency") => {
+            let port: u16 = args[2].parse().expect("port");
+            let sink = Arc::new(Sink::default());
+            rt.spawn(serve(port, sink.clone()));
+            update_latency(sink, &args[3], &args[4], args[5].parse().unwrap(), args[6].parse().unwrap());
         }
         Some("latency") => {
             let port: u16 = args[2].parse().expect("port");
@@ -124,7 +136,20 @@ async fn handle(sink: Arc<Sink>, req: Request<Incoming>) -> Result<Response<Full
             json!({"records": sink.records.load(Ordering::Relaxed), "requests": sink.requests.load(Ordering::Relaxed)}),
         );
     }
+    // Reads (a pull, or a read before an update): an empty page, or the record with nothing
+    // changed; counted as requests, not records.
+    if method == Method::GET {
+        return match path.trim_start_matches('/').split_once('/') {
+            Some((_, id)) => reply(200, json!({"id": id})),
+            None => reply(200, json!([])),
+        };
+    }
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if method == Method::PATCH || method == Method::PUT {
+        if let Some((_, id)) = path.trim_start_matches('/').split_once('/') {
+            sink.updates.lock().unwrap().entry(id.to_string()).or_insert_with(Instant::now);
+        }
+    }
     if method == Method::POST && path == "/batch" {
         let items = parsed.as_array().cloned().unwrap_or_default();
         sink.records.fetch_add(items.len() as u64, Ordering::Relaxed);
@@ -195,15 +220,52 @@ fn latency(sink: Arc<Sink>, conninfo: &str, table: &str, rate: u64, seconds: u64
         let id: i64 = row.get(0);
         committed.push((id, sent));
     }
+    report(&committed, &sink.arrivals);
+}
+
+/// Like `latency`, for updates of rows the link has already paired: commits single-row
+/// UPDATEs at RATE per second and times each to the first PATCH or PUT of its remote id.
+fn update_latency(sink: Arc<Sink>, conninfo: &str, table: &str, rate: u64, seconds: u64) {
+    let mut client = postgres::Client::connect(conninfo, postgres::NoTls).expect("connect");
+    let pairs: Vec<(i64, String)> = client
+        .query(
+            "SELECT local_key::bigint, remote_key FROM syncbridge._record WHERE remote_key IS NOT NULL ORDER BY 1",
+            &[],
+        )
+        .expect("the id map")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let total = (rate * seconds) as usize;
+    assert!(pairs.len() >= total, "{} paired rows, {total} needed", pairs.len());
+    let update = client.prepare(&format!("UPDATE {table} SET name = $1 WHERE id = $2")).expect("prepare");
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let start = Instant::now();
+    let mut committed: Vec<(String, Instant)> = Vec::with_capacity(total);
+    for (i, (local, remote)) in pairs.into_iter().take(total).enumerate() {
+        let due = start + interval * i as u32;
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let sent = Instant::now();
+        client.execute(&update, &[&format!("edited {i}"), &local]).expect("update");
+        committed.push((remote, sent));
+    }
+    report(&committed, &sink.updates);
+}
+
+/// Waits (up to 30 s) for every committed change to arrive, then prints "N P50 P99 MAX
+/// MISSING" in milliseconds.
+fn report<K: std::hash::Hash + Eq>(committed: &[(K, Instant)], arrivals: &Mutex<HashMap<K, Instant>>) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let got = sink.arrivals.lock().unwrap().len();
+        let got = arrivals.lock().unwrap().len();
         if got >= committed.len() || Instant::now() > deadline {
             break;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let arrivals = sink.arrivals.lock().unwrap();
+    let arrivals = arrivals.lock().unwrap();
     let mut ms: Vec<f64> = committed
         .iter()
         .filter_map(|(id, at)| arrivals.get(id).map(|a| a.saturating_duration_since(*at).as_secs_f64() * 1000.0))
