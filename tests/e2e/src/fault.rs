@@ -124,6 +124,8 @@ struct State {
     /// Lists answer only records whose field (`.1`) is at or after the value of the query
     /// parameter (`.0`).
     cursor: Option<(String, String)>,
+    /// Write requests (not GETs) the store carried out with a 2xx.
+    writes_done: usize,
 }
 
 impl State {
@@ -336,6 +338,13 @@ impl FaultServer {
         self.state.lock().unwrap().max_in_flight
     }
 
+    /// Write requests (not GETs) the store carried out and answered (or would have answered)
+    /// with a 2xx: what the remote really changed, unlike `requests`, which also holds the
+    /// ones a fault refused.
+    pub fn writes_done(&self) -> usize {
+        self.state.lock().unwrap().writes_done
+    }
+
     pub fn requests(&self) -> Vec<Recorded> {
         self.state.lock().unwrap().requests.clone()
     }
@@ -483,6 +492,15 @@ fn decode(text: &str) -> String {
 
 /// The store's behaviour for one request: status and body.
 fn rest(state: &Mutex<State>, method: &str, host: &str, target: &str, body: &str) -> (u16, Value) {
+    let answer = store(state, method, host, target, body);
+    if method != "GET" && (200..300).contains(&answer.0) {
+        state.lock().unwrap().writes_done += 1;
+    }
+    answer
+}
+
+/// The store's answer to one request: status and body.
+fn store(state: &Mutex<State>, method: &str, host: &str, target: &str, body: &str) -> (u16, Value) {
     let mut s = state.lock().unwrap();
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();

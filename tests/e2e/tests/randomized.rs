@@ -26,7 +26,7 @@
 //!   `updated_at` as the edit's transaction stored it, the remote's stamp of the edit.
 //!
 //! Length and variety from the environment: `SYNCBRIDGE_RANDOM_SECONDS` (seconds of edits per
-//! run, default 12), `SYNCBRIDGE_RANDOM_SEEDS` (comma list, default 13),
+//! run, default 15), `SYNCBRIDGE_RANDOM_SEEDS` (comma list, default 13),
 //! `SYNCBRIDGE_RANDOM_POLICIES` (default `merge,last_write_wins`). scripts/randomized.sh runs
 //! the long variant.
 
@@ -98,7 +98,7 @@ impl Config {
             text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
         };
         Self {
-            seconds: var("SYNCBRIDGE_RANDOM_SECONDS", "12").parse().expect("SYNCBRIDGE_RANDOM_SECONDS: seconds"),
+            seconds: var("SYNCBRIDGE_RANDOM_SECONDS", "15").parse().expect("SYNCBRIDGE_RANDOM_SECONDS: seconds"),
             seeds: list(var("SYNCBRIDGE_RANDOM_SEEDS", "13"))
                 .iter()
                 .map(|s| s.parse().expect("SYNCBRIDGE_RANDOM_SEEDS: comma-separated numbers"))
@@ -117,13 +117,14 @@ struct Report {
     local_edits: usize,
     remote_edits: usize,
     faults: BTreeMap<&'static str, usize>,
-    remote_writes: usize,
-    local_writes: i64,
     conflicts: usize,
     quiescent: bool,
     differences: Vec<String>,
     duplicates: Vec<String>,
     writes_after_quiescence: Vec<String>,
+    /// Writes the remote carried out for the worker, and rows the worker wrote locally.
+    remote_writes: usize,
+    local_writes: i64,
     /// (record, field, expected, final)
     lost: Vec<(i64, String, String, String)>,
     /// What happened to the field of the first lost edits, in time order.
@@ -520,7 +521,7 @@ type LastEdits<'a> = (Option<&'a Edit>, Option<&'a Edit>);
 
 /// Compares the two sides, and every field's final value with its last edits.
 fn check(db: &WorkerDb, server: &FaultServer, edits: &[Edit], report: &mut Report) {
-    report.remote_writes = server.requests().iter().filter(|r| r.method != "GET").count();
+    report.remote_writes = server.writes_done();
     report.local_writes = db.count("SELECT count(*) FROM worker_writes");
     let mut admin = db.admin();
     let conflicts: Vec<(String, String, Value, Value)> = admin
