@@ -21,6 +21,15 @@
 //! answers every create with the same id (`same_created_id`); and answers that come late or
 //! not as JSON (`Mode::StoreThenDropAfter`, `Mode::StoreThenAnswer`). `POST /batch/{c}`
 //! stores a batch's creates in collection `c` (plain `/batch` in `batch`).
+//!
+//! And it can play a remote that people use: `stamp(field)` has every write stamp a
+//! modification time in `field` (RFC 3339 in UTC with microseconds, strictly increasing),
+//! whoever makes it: the worker's creates and updates (single or batched), `insert`, and
+//! `edit(c, id, fields)`, which changes fields of a record as a person would in the remote's
+//! own UI. `cursor(param, field)` has lists answer only the records whose `field` is at or
+//! after the value of the query parameter `param` (numbers compared as numbers, anything else
+//! as text), oldest first, as remotes that serve "changed since" pulls do. `calm()` ends
+//! every fault at once (queued and standing modes, delays, slow answers, matching failures).
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -108,6 +117,62 @@ struct State {
     same_created_id: Option<u64>,
     /// Answers to writes wait this long after the write is done.
     slow_answers: Duration,
+    /// Every write stamps this field with the time (`stamp`).
+    stamp_field: Option<String>,
+    /// The last stamp given, in microseconds since the epoch: the next is later.
+    last_stamp_us: i64,
+    /// Lists answer only records whose field (`.1`) is at or after the value of the query
+    /// parameter (`.0`).
+    cursor: Option<(String, String)>,
+    /// Write requests (not GETs) the store carried out with a 2xx.
+    writes_done: usize,
+}
+
+impl State {
+    /// Stamps `record` with the time of this write, when the store stamps writes.
+    fn stamp(&mut self, record: &mut Map<String, Value>) {
+        let Some(field) = self.stamp_field.clone() else { return };
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64;
+        self.last_stamp_us = now.max(self.last_stamp_us + 1);
+        record.insert(field, json!(rfc3339_micros(self.last_stamp_us)));
+    }
+}
+
+/// A stamp of [`rfc3339_micros`] back to microseconds since the epoch (`None` for other text).
+pub fn parse_rfc3339_micros(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    if b.len() != 27 || b[4] != b'-' || b[10] != b'T' || b[19] != b'.' || b[26] != b'Z' {
+        return None;
+    }
+    let num = |from: usize, to: usize| text.get(from..to)?.parse::<i64>().ok();
+    let (y, m, d) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
+    let (hh, mm, ss, us) = (num(11, 13)?, num(14, 16)?, num(17, 19)?, num(20, 26)?);
+    // Days since 1970-01-01 from a civil date (H. Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1_000_000) + us)
+}
+
+/// A time in microseconds since the epoch as RFC 3339 in UTC with six decimals
+/// (`2026-11-30T15:42:55.123456Z`): stamps of the same width, so text order is time order.
+pub fn rfc3339_micros(us: i64) -> String {
+    let (secs, micros) = (us.div_euclid(1_000_000), us.rem_euclid(1_000_000));
+    let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{micros:06}Z", sod / 3600, sod % 3600 / 60, sod % 60)
 }
 
 /// Counts a request as in flight while it lives.
@@ -220,7 +285,8 @@ impl FaultServer {
         self.state.lock().unwrap().slow_answers = d;
     }
 
-    /// Stores a record as it is (it keeps its `id`, or gets the next one).
+    /// Stores a record as it is (it keeps its `id`, or gets the next one; stamped under
+    /// `stamp`).
     pub fn insert(&self, collection: &str, record: Value) {
         let mut s = self.state.lock().unwrap();
         let mut r = record.as_object().cloned().unwrap_or_default();
@@ -228,12 +294,55 @@ impl FaultServer {
             s.next_id += 1;
             r.insert("id".into(), json!(s.next_id));
         }
+        s.stamp(&mut r);
         s.store.entry(collection.to_owned()).or_default().push(Value::Object(r));
+    }
+
+    /// Every write from now on (the worker's, `insert`'s, `edit`'s) sets `field` to the time
+    /// of the write: RFC 3339 in UTC with microseconds, each stamp later than the last.
+    pub fn stamp(&self, field: &str) {
+        self.state.lock().unwrap().stamp_field = Some(field.to_owned());
+    }
+
+    /// Lists from now on answer only the records whose `field` is at or after the value of
+    /// the query parameter `param` (when the request carries it), oldest first.
+    pub fn cursor(&self, param: &str, field: &str) {
+        self.state.lock().unwrap().cursor = Some((param.to_owned(), field.to_owned()));
+    }
+
+    /// A person edits record `id` of `collection` in the remote's own UI: `fields` (an object)
+    /// replace those of the record, which is stamped under `stamp`. The record as stored
+    /// after the edit, or `None` when there is no such record.
+    pub fn edit(&self, collection: &str, id: u64, fields: Value) -> Option<Value> {
+        let mut s = self.state.lock().unwrap();
+        let mut record = s.store.get(collection)?.iter().find(|r| r["id"] == json!(id))?.as_object()?.clone();
+        record.extend(fields.as_object().cloned().unwrap_or_default());
+        s.stamp(&mut record);
+        let stored = s.store.get_mut(collection)?.iter_mut().find(|r| r["id"] == json!(id))?;
+        *stored = Value::Object(record);
+        Some(stored.clone())
+    }
+
+    /// Ends every fault: queued and standing modes, matching failures, delays and slow answers.
+    pub fn calm(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.next.clear();
+        s.always = None;
+        s.matching.clear();
+        s.delay = Duration::ZERO;
+        s.slow_answers = Duration::ZERO;
     }
 
     /// The most requests that were being answered at the same time.
     pub fn max_in_flight(&self) -> usize {
         self.state.lock().unwrap().max_in_flight
+    }
+
+    /// Write requests (not GETs) the store carried out and answered (or would have answered)
+    /// with a 2xx: what the remote really changed, unlike `requests`, which also holds the
+    /// ones a fault refused.
+    pub fn writes_done(&self) -> usize {
+        self.state.lock().unwrap().writes_done
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
@@ -383,6 +492,15 @@ fn decode(text: &str) -> String {
 
 /// The store's behaviour for one request: status and body.
 fn rest(state: &Mutex<State>, method: &str, host: &str, target: &str, body: &str) -> (u16, Value) {
+    let answer = store(state, method, host, target, body);
+    if method != "GET" && (200..300).contains(&answer.0) {
+        state.lock().unwrap().writes_done += 1;
+    }
+    answer
+}
+
+/// The store's answer to one request: status and body.
+fn store(state: &Mutex<State>, method: &str, host: &str, target: &str, body: &str) -> (u16, Value) {
     let mut s = state.lock().unwrap();
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -399,14 +517,17 @@ fn rest(state: &Mutex<State>, method: &str, host: &str, target: &str, body: &str
                     let id = s.next_id;
                     let mut r = record.as_object().cloned().unwrap_or_default();
                     r.insert("id".into(), json!(id));
+                    s.stamp(&mut r);
                     s.store.entry(coll.clone()).or_default().push(Value::Object(r));
                     json!({"status": 201, "id": s.same_created_id.unwrap_or(id)})
                 }
                 (Some("update"), Some(id)) => {
-                    let stored = s.store.entry(coll.clone()).or_default().iter_mut().find(|r| r["id"] == json!(id));
-                    match (stored.and_then(Value::as_object_mut), record.as_object()) {
-                        (Some(obj), Some(new)) => {
+                    let stored = s.store.entry(coll.clone()).or_default().iter().find(|r| r["id"] == json!(id));
+                    match (stored.and_then(Value::as_object).cloned(), record.as_object()) {
+                        (Some(mut obj), Some(new)) => {
                             obj.extend(new.clone());
+                            s.stamp(&mut obj);
+                            replace(&mut s, &coll, id, obj);
                             json!({"status": 200, "id": id})
                         }
                         _ => json!({"status": 404, "error": "no such record"}),
@@ -427,6 +548,7 @@ fn rest(state: &Mutex<State>, method: &str, host: &str, target: &str, body: &str
             let id = s.next_id;
             let mut r: Map<String, Value> = input.as_object().cloned().unwrap_or_default();
             r.insert("id".into(), json!(id));
+            s.stamp(&mut r);
             s.store.entry(coll).or_default().push(Value::Object(r.clone()));
             if let Some(same) = s.same_created_id {
                 r.insert("id".into(), json!(same));
@@ -451,11 +573,15 @@ fn rest(state: &Mutex<State>, method: &str, host: &str, target: &str, body: &str
                 filters.remove(at).1.parse::<usize>().ok()
             };
             let (page, per) = (paging("page"), paging("per"));
+            let since = s.cursor.clone().and_then(|(param, field)| {
+                let at = filters.iter().position(|(k, _)| *k == param)?;
+                Some((field, filters.remove(at).1))
+            });
             let (page, per) = match s.page_lists {
                 Some(always) => (Some(page.unwrap_or(1)), Some(per.unwrap_or(always))),
                 None => (page, per),
             };
-            let list: Vec<Value> = s
+            let mut list: Vec<Value> = s
                 .store
                 .get(&coll)
                 .cloned()
@@ -466,7 +592,11 @@ fn rest(state: &Mutex<State>, method: &str, host: &str, target: &str, body: &str
                         r.get(k).is_some_and(|x| x.as_str().map(str::to_owned).unwrap_or_else(|| x.to_string()) == *v)
                     })
                 })
+                .filter(|r| since.as_ref().is_none_or(|(field, from)| r.get(field).is_some_and(|x| !before(x, from))))
                 .collect();
+            if let Some((field, _)) = &since {
+                list.sort_by(|a, b| order(&a[field.as_str()], &b[field.as_str()]));
+            }
             let Some(page) = page else { return (200, Value::Array(list)) };
             let per = per.unwrap_or(2).max(1);
             let slice: Vec<Value> = list.iter().skip((page.max(1) - 1) * per).take(per).cloned().collect();
@@ -478,16 +608,20 @@ fn rest(state: &Mutex<State>, method: &str, host: &str, target: &str, body: &str
             Some(r) => (200, r.clone()),
             None => (404, json!({"message": "no such record"})),
         },
-        ("PATCH" | "PUT", Some(id)) => match s.store.entry(coll).or_default().iter_mut().find(|r| r["id"] == json!(id))
-        {
-            Some(r) => {
-                if let (Some(obj), Some(new)) = (r.as_object_mut(), input.as_object()) {
-                    obj.extend(new.clone());
+        ("PATCH" | "PUT", Some(id)) => {
+            match s.store.entry(coll.clone()).or_default().iter().find(|r| r["id"] == json!(id)).cloned() {
+                Some(r) => {
+                    let mut obj = r.as_object().cloned().unwrap_or_default();
+                    if let Some(new) = input.as_object() {
+                        obj.extend(new.clone());
+                        s.stamp(&mut obj);
+                    }
+                    replace(&mut s, &coll, id, obj.clone());
+                    (200, Value::Object(obj))
                 }
-                (200, r.clone())
+                None => (404, json!({"message": "no such record"})),
             }
-            None => (404, json!({"message": "no such record"})),
-        },
+        }
         ("DELETE", Some(id)) => {
             let list = s.store.entry(coll).or_default();
             let before = list.len();
@@ -500,4 +634,30 @@ fn rest(state: &Mutex<State>, method: &str, host: &str, target: &str, body: &str
         }
         _ => (404, json!({"message": "not found"})),
     }
+}
+
+/// Puts `record` in the place of record `id` of collection `coll`.
+fn replace(s: &mut State, coll: &str, id: u64, record: Map<String, Value>) {
+    if let Some(stored) = s.store.entry(coll.to_owned()).or_default().iter_mut().find(|r| r["id"] == json!(id)) {
+        *stored = Value::Object(record);
+    }
+}
+
+/// A field's value as text, the way a query parameter carries it.
+fn as_text(v: &Value) -> String {
+    v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())
+}
+
+/// Two values in cursor order: as numbers when both are, else as text.
+fn order(a: &Value, b: &Value) -> std::cmp::Ordering {
+    let (a, b) = (as_text(a), as_text(b));
+    match (a.parse::<f64>(), b.parse::<f64>()) {
+        (Ok(x), Ok(y)) => x.total_cmp(&y),
+        _ => a.cmp(&b),
+    }
+}
+
+/// Whether a record's cursor field comes before the cursor `from`.
+fn before(v: &Value, from: &str) -> bool {
+    order(v, &json!(from)).is_lt()
 }
