@@ -5,7 +5,8 @@
 //!
 //! As a store it keeps one collection per path segment: `POST /{c}` assigns an id and answers
 //! 201 with the record, `GET`/`PATCH`/`PUT`/`DELETE /{c}/{id}`, `GET /{c}?field=value` filters, and
-//! `POST /batch` takes the worker's batch requests. With `wrap(key)` every answer of the
+//! `POST /batch` takes the worker's batch requests (a `PUT` replaces the whole record, a `PATCH`
+//! changes the fields it carries). With `wrap(key)` every answer of the
 //! store comes inside an object under that key (`{"data": ...}`), as many APIs answer.
 //! `remove(c, id)` deletes a record behind the sync's back; a `PATCH`/`PUT` of it then
 //! answers 404, or 204 with no body in `Mode::NoContentForMissing`.
@@ -611,7 +612,12 @@ fn store(state: &Mutex<State>, method: &str, host: &str, target: &str, body: &st
         ("PATCH" | "PUT", Some(id)) => {
             match s.store.entry(coll.clone()).or_default().iter().find(|r| r["id"] == json!(id)).cloned() {
                 Some(r) => {
-                    let mut obj = r.as_object().cloned().unwrap_or_default();
+                    // A PATCH changes the fields it carries; a PUT replaces the record.
+                    let mut obj = if method == "PUT" {
+                        Map::from_iter([("id".to_string(), json!(id))])
+                    } else {
+                        r.as_object().cloned().unwrap_or_default()
+                    };
                     if let Some(new) = input.as_object() {
                         obj.extend(new.clone());
                         s.stamp(&mut obj);

@@ -1,5 +1,5 @@
 //! Databases the background worker serves. scripts/e2e.sh starts the cluster with
-//! `syncbridge.database = 'postgres,sbw1,…,sbw60'`; a test takes one of them by number, creates
+//! `syncbridge.database = 'postgres,sbw1,…,sbw72'`; a test takes one of them by number, creates
 //! it with the extension, and waits until the worker (which retries every 5 s while its
 //! database is missing) has connected.
 
@@ -12,7 +12,7 @@ pub struct WorkerDb {
 }
 
 impl WorkerDb {
-    /// Database `sbw{n}`: each test uses its own `n` (1 to 60).
+    /// Database `sbw{n}`: each test uses its own `n` (1 to 72).
     pub fn take(n: u32) -> Self {
         let name = format!("sbw{n}");
         let mut admin = connect_as("postgres", "postgres");
