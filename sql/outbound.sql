@@ -102,7 +102,7 @@ CREATE FUNCTION _claim(p_link bigint, p_limit integer)
     RETURNS TABLE (local_key text, seq bigint, fields text[], writeback boolean, attempt integer,
                    remote_key text, out_fingerprint text, out_status text, user_edit boolean,
                    came_back boolean, hop_times bigint[], quarantined_at timestamptz,
-                   create_sent_before boolean, base jsonb)
+                   create_sent_before boolean, base jsonb, etag text)
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     room integer;
@@ -132,7 +132,7 @@ BEGIN
         RETURNING p.local_key, p.seq, p.fields, p.writeback, p.attempt, p.user_edit, p.create_sent_at)
     SELECT t.local_key, t.seq, t.fields, t.writeback, t.attempt, r.remote_key, r.out_fingerprint, r.out_status,
            t.user_edit, coalesce(r.in_at > r.out_at, false), coalesce(r.hop_times, '{}'), r.quarantined_at,
-           t.create_sent_at < now(), r.base
+           t.create_sent_at < now(), r.base, r.etag
     FROM taken t LEFT JOIN LATERAL @extschema@._record_of(p_link, t.local_key) r ON true
     ORDER BY t.seq;
     GET DIAGNOSTICS room = ROW_COUNT;
@@ -184,7 +184,7 @@ BEGIN
         RETURNING p.local_key, p.seq, p.fields, p.writeback, p.attempt, p.user_edit, p.in_flight AND p.xmax = 0 AS fresh)
     SELECT t.local_key, t.seq, t.fields, t.writeback, t.attempt, r.remote_key, r.out_fingerprint, r.out_status,
            t.user_edit, coalesce(r.in_at > r.out_at, false), coalesce(r.hop_times, '{}'), r.quarantined_at,
-           false, r.base
+           false, r.base, r.etag
     FROM merged t LEFT JOIN LATERAL @extschema@._record_of(p_link, t.local_key) r ON true
     WHERE t.fresh
     ORDER BY t.seq;
@@ -229,7 +229,7 @@ CREATE FUNCTION _settle(p_link bigint, p_keys text[], p_seqs bigint[], p_status 
                         p_attempts integer[], p_next_retry timestamptz[], p_remote_keys text[],
                         p_fingerprints text[], p_bases text[], p_gone boolean[],
                         p_methods text[], p_http_status integer[], p_actions text[],
-                        p_hops text[], p_spared boolean[] DEFAULT NULL) RETURNS void
+                        p_hops text[], p_spared boolean[] DEFAULT NULL, p_etags text[] DEFAULT NULL) RETURNS void
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM FROM @extschema@._link WHERE id = p_link FOR KEY SHARE;
@@ -237,15 +237,17 @@ BEGIN
         RETURN;  -- dropped meanwhile: nothing left to record
     END IF;
     INSERT INTO @extschema@._record AS r (link_id, local_key, remote_key, created_by, base, out_fingerprint,
-                                          out_status, out_at, hop_times, quarantined_at, quarantine_reason)
+                                          out_status, out_at, hop_times, quarantined_at, quarantine_reason, etag)
     SELECT p_link, x.k, x.rk, 'local', x.b::jsonb, x.fp, x.st, now(), coalesce(x.hops::bigint[], '{}'),
-           CASE WHEN x.st = 'quarantined' THEN now() END, CASE WHEN x.st = 'quarantined' THEN x.reason END
-    FROM unnest(p_keys, p_remote_keys, p_status, p_fingerprints, p_bases, p_gone, p_hops, p_reasons)
-        AS x(k, rk, st, fp, b, gone, hops, reason)
+           CASE WHEN x.st = 'quarantined' THEN now() END, CASE WHEN x.st = 'quarantined' THEN x.reason END, x.etag
+    FROM unnest(p_keys, p_remote_keys, p_status, p_fingerprints, p_bases, p_gone, p_hops, p_reasons,
+                coalesce(p_etags, array_fill(NULL::text, ARRAY[cardinality(p_keys)])))
+        AS x(k, rk, st, fp, b, gone, hops, reason, etag)
     WHERE NOT x.gone
     ON CONFLICT (link_id, local_key) DO UPDATE SET
         remote_key = coalesce(EXCLUDED.remote_key, r.remote_key),
         base = coalesce(EXCLUDED.base, r.base),
+        etag = coalesce(EXCLUDED.etag, r.etag),
         out_fingerprint = coalesce(EXCLUDED.out_fingerprint, r.out_fingerprint),
         -- A delivery changed the remote record: the version last received is no longer what
         -- the remote holds, and the same version coming back (a remote user undoing our
@@ -361,7 +363,7 @@ $$;
 
 REVOKE ALL ON FUNCTION _duplicates_seen(bigint, text[], text[], text),
     _duplicates_resolved(bigint, text[]) FROM PUBLIC;
-REVOKE ALL ON FUNCTION _record_of(bigint, text), _claim(bigint, integer), _settle(bigint, text[], bigint[], text[], text[], integer[], timestamptz[], text[], text[], text[], boolean[], text[], integer[], text[], text[], boolean[]), _recover() FROM PUBLIC;
+REVOKE ALL ON FUNCTION _record_of(bigint, text), _claim(bigint, integer), _settle(bigint, text[], bigint[], text[], text[], integer[], timestamptz[], text[], text[], text[], boolean[], text[], integer[], text[], text[], boolean[], text[]), _recover() FROM PUBLIC;
 
 -- Stores a value for an auth header (a link names it with alter_link's auth_secret).
 CREATE FUNCTION set_secret(name text, value text) RETURNS void

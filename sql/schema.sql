@@ -80,6 +80,9 @@ CREATE TABLE _record (
     -- The remote modification time (remote_time_field, microseconds since the epoch) of the
     -- newest version a webhook applied: an older delivery arriving later is skipped.
     in_remote_us    bigint,
+    -- The remote record's version as its last answer gave it (the ETag header), sent back in
+    -- If-Match by a link whose before_update is if_match.
+    etag            text,
     PRIMARY KEY (link_id, local_key)
 -- Room on each page, so that the frequent updates of a record's state (which change no
 -- indexed column) can be HOT and leave the indexes alone.

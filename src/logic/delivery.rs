@@ -31,6 +31,9 @@ pub struct Answer {
     pub refused: Option<String>,
     /// The URL that answered (after same-origin redirects); relative links resolve against it.
     pub url: Option<String>,
+    /// The `ETag` header: the version of the record the answer is about (`before_update` =
+    /// `if_match` sends it back in `If-Match`).
+    pub etag: Option<String>,
 }
 
 /// What to do with a record after an answer.

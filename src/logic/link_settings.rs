@@ -71,7 +71,7 @@ pub const SETTINGS: &[SettingDoc] = &[
     s("pull", Bool, "true", "inbound pull on or off"),
     s("pull_interval", PositiveInt, "10", "seconds between pulls of a realtime link (a scheduled link pulls on its schedule)"),
     s("update_method", OneOf(&["PATCH", "PUT"]), "`PATCH`", "how an update is sent; an update carries only the fields changed since the last sync, so a `PUT` (which replaces the whole record) reads the record first and sends it with those fields changed"),
-    s("before_update", OneOf(&["pull", "read", "none"]), "`pull` on a link that receives by pulling, else `none`", "how remote changes are seen before an outbound update could overwrite them: `pull` pulls before each outbound round that has work (one request a round); `read` reads each record before updating it (one `GET` an update): a record the remote changed since the last sync is applied first, contention settles every field (a row in `syncbridge.conflicts` for each edit that loses), and the update then carries what won; `none` sends at once: an update still carries only the fields changed since the last sync, but a field both sides changed in the meantime takes the local value with no conflict row. A link that does not receive (`direction` `outbound`) always sends at once"),
+    s("before_update", OneOf(&["pull", "read", "if_match", "none"]), "`pull` on a link that receives by pulling, else `none`", "how remote changes are seen before an outbound update could overwrite them: `pull` pulls before each outbound round that has work (one request a round); `read` reads each record before updating it (one `GET` an update): a record the remote changed since the last sync is applied first, contention settles every field (a row in `syncbridge.conflicts` for each edit that loses), and the update then carries what won; `if_match` sends each update with `If-Match` and the version (`ETag`) the remote's last answer gave (a record whose version is not known yet is read first, as `read` does): a `412` makes it read the record and go on as `read`; `none` sends at once: an update still carries only the fields changed since the last sync, but a field both sides changed in the meantime takes the local value with no conflict row. A link that does not receive (`direction` `outbound`) always sends at once"),
     s("empty_update_answer", OneOf(&["delivered", "gone"]), "`delivered`", "what a 2xx answer with no record (a 204, an empty body) to an update means: `delivered` (its event says the remote answered with no record), or `gone`: the remote record was deleted, as a 404 to an update says, and the link's `deletes` policy applies"),
     s("remote_id_column", Text, "none", "local column that holds a record's remote id: written when a record the link sent is created on the remote, and in the insert of a row an inbound record creates; it is not sent or received as a field (the remote has its own id), unless `set_field` marks it synced"),
     s("concurrency", PositiveInt, "8", "requests of the link on the network at once, at most (1 to 64), whichever of its batches (up to two travel at once) they belong to"),
@@ -150,6 +150,8 @@ pub enum BeforeUpdate {
     Pull,
     /// A `GET` of each record before its update.
     Read,
+    /// Each update conditional on the version last seen (`If-Match`); a `412` reads the record.
+    IfMatch,
     /// Nothing: the update goes at once.
     Nothing,
 }
@@ -161,6 +163,7 @@ impl LinkSettings {
         match (self.before_update.as_deref(), receives) {
             (_, false) | (Some("none"), _) => BeforeUpdate::Nothing,
             (Some("read"), true) => BeforeUpdate::Read,
+            (Some("if_match"), true) => BeforeUpdate::IfMatch,
             (Some(_), true) => BeforeUpdate::Pull,
             (None, true) if self.pull => BeforeUpdate::Pull,
             (None, true) => BeforeUpdate::Nothing,

@@ -33,6 +33,8 @@ struct Claimed {
     create_sent_before: bool,
     /// The base snapshot: the version both sides last agreed on (remote field names).
     base: Option<Map<String, Value>>,
+    /// The remote record's version from its last answer (`ETag`).
+    etag: Option<String>,
 }
 
 /// Claims up to `limit` due records of `link` and returns the deliveries to send. Records
@@ -60,6 +62,7 @@ pub fn claim(link: &LinkRow, limit: i32) -> Result<Vec<Delivery>> {
                     Value::Object(m) => Some(m),
                     _ => None,
                 }),
+                etag: r.get(15)?,
             });
         }
         Ok(out)
@@ -112,6 +115,7 @@ pub fn claim(link: &LinkRow, limit: i32) -> Result<Vec<Delivery>> {
                     lookup: false,
                     partial: false,
                     agreed: None,
+                    etag: None,
                     hops: None,
                 }),
                 None => stopped.push(
@@ -196,6 +200,7 @@ pub fn claim(link: &LinkRow, limit: i32) -> Result<Vec<Delivery>> {
             lookup: action == Action::Create && c.create_sent_before,
             partial,
             agreed: c.base,
+            etag: c.etag,
             remote_key: c.remote_key,
             action,
             purpose,

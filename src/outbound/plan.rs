@@ -50,6 +50,8 @@ pub struct Delivery {
     /// The base snapshot before this delivery (the version both sides last agreed on), which
     /// a read before the update compares the remote record with.
     pub agreed: Option<Map<String, Value>>,
+    /// The remote record's version from its last answer (`ETag`), for `If-Match`.
+    pub etag: Option<String>,
     /// The loop detector's hop times to keep once delivered.
     pub hops: Option<Vec<i64>>,
 }
@@ -91,6 +93,8 @@ pub struct Conventions {
     pub concurrency: usize,
     /// `before_update` = `read`: each update reads its record first.
     pub read_first: bool,
+    /// `before_update` = `if_match`: each update is conditional on the version last seen.
+    pub if_match: bool,
     /// Where a single record's answer holds the record: the parent of `created_id_pointer`
     /// (`/data` for `/data/id`), or the whole body.
     pub record_pointer: String,
@@ -101,6 +105,7 @@ pub struct Conventions {
 impl Conventions {
     pub fn of(link: &LinkRow, secret: Option<String>) -> Self {
         let conf = &link.conf;
+        let mode = conf.before_update(Direction::parse(&link.direction).is_ok_and(|d| d.receives()));
         let mut headers = Vec::new();
         if let Some(value) = secret {
             headers.push((conf.auth_header.clone(), value));
@@ -126,8 +131,8 @@ impl Conventions {
             batch_result_pointer: conf.batch_result_pointer.clone(),
             list_pointer: conf.list_pointer.clone(),
             concurrency: conf.concurrency.clamp(1, 64) as usize,
-            read_first: conf.before_update(Direction::parse(&link.direction).is_ok_and(|d| d.receives()))
-                == BeforeUpdate::Read,
+            read_first: mode == BeforeUpdate::Read,
+            if_match: mode == BeforeUpdate::IfMatch,
             record_pointer: conf
                 .created_id_pointer
                 .as_deref()
@@ -137,6 +142,11 @@ impl Conventions {
             timeout_ms: conf.timeout_ms,
             max_response_bytes: conf.max_response_bytes as usize,
         }
+    }
+
+    /// Batch mode: every delivery in one POST.
+    pub fn batch(&self) -> bool {
+        self.batch_url.is_some()
     }
 
     pub fn record_url(&self, id: Option<&str>) -> String {

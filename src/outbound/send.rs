@@ -56,8 +56,9 @@ async fn send_one(client: &Client, conv: &Conventions, d: Delivery) -> Sent {
         Ok(found) => found,
         Err(stopped) => return stopped,
     };
-    let current = match read_first(client, conv, &d).await {
-        Ok(current) => current,
+    let (current, mut version) = match read_first(client, conv, &d).await {
+        Ok(Some((record, etag))) => (Some(record), etag),
+        Ok(None) => (None, d.etag.clone()),
         Err(stopped) => return stopped,
     };
     let (method, url) = match (d.action, found_id.as_deref().or(d.remote_key.as_deref())) {
@@ -80,8 +81,29 @@ async fn send_one(client: &Client, conv: &Conventions, d: Delivery) -> Sent {
             req.body = Some(Value::Object(whole).to_string());
         }
     }
-    let answer = client.send(&req).await;
+    let conditional = conv.if_match && d.action == Action::Update && found_id.is_none();
+    let mut answer = send_if_match(client, &mut req, conditional.then_some(version.as_deref()).flatten()).await;
+    if conditional && answer.status == Some(412) {
+        // Changed since the version we knew: read it, as `read` would, and try once more if
+        // none of the synced fields changed (the remote's version moved for its own reasons).
+        match read_record(client, conv, &d, true).await {
+            Ok((_, etag)) => {
+                version = etag;
+                answer = send_if_match(client, &mut req, version.as_deref()).await;
+            }
+            Err(stopped) => return stopped,
+        }
+    }
     Sent { delivery: d, answer, found_id, method: method.name(), duplicates: Vec::new(), seen: None }
+}
+
+/// Sends `req`, with `If-Match: version` when there is one.
+async fn send_if_match(client: &Client, req: &mut Request, version: Option<&str>) -> Answer {
+    req.headers.retain(|(name, _)| !name.eq_ignore_ascii_case("If-Match"));
+    if let Some(v) = version {
+        req.headers.push(("If-Match".into(), v.to_string()));
+    }
+    client.send(req).await
 }
 
 /// For an update that must see the remote record first (`before_update` = `read`, or a `PUT`
@@ -89,11 +111,29 @@ async fn send_one(client: &Client, conv: &Conventions, d: Delivery) -> Sent {
 /// update needs no read. `Err`: not sent — the read's answer was not the record (a 404 then
 /// stands as the update's answer: the record is gone), or the remote changed the record since
 /// the base and it is to be applied first (`Sent::seen`).
-async fn read_first(client: &Client, conv: &Conventions, d: &Delivery) -> Result<Option<Map<String, Value>>, Sent> {
-    let id = match (d.action, d.remote_key.as_deref()) {
-        (Action::Update, Some(id)) if conv.read_first || (conv.update_method == Method::Put && d.partial) => id,
-        _ => return Ok(None),
-    };
+async fn read_first(
+    client: &Client,
+    conv: &Conventions,
+    d: &Delivery,
+) -> Result<Option<(Map<String, Value>, Option<String>)>, Sent> {
+    let needed = conv.read_first
+        || (conv.if_match && d.etag.is_none())
+        || (conv.update_method == Method::Put && d.partial && !conv.batch());
+    if d.action != Action::Update || d.remote_key.is_none() || !needed {
+        return Ok(None);
+    }
+    read_record(client, conv, d, conv.read_first || conv.if_match).await.map(Some)
+}
+
+/// Reads the record an update is about: the record and its version (`ETag`). With
+/// `compare`, a record the remote changed since the base stops the update (`Sent::seen`).
+async fn read_record(
+    client: &Client,
+    conv: &Conventions,
+    d: &Delivery,
+    compare: bool,
+) -> Result<(Map<String, Value>, Option<String>), Sent> {
+    let id = d.remote_key.as_deref().expect("an update has a remote key");
     let mut req = Request::new(Method::Get, conv.record_url(Some(id)));
     req.headers = conv.headers.clone();
     let mut answer = client.send(&req).await;
@@ -123,7 +163,7 @@ async fn read_first(client: &Client, conv: &Conventions, d: &Delivery) -> Result
         ));
         return Err(stop(answer, None));
     };
-    if conv.read_first {
+    if compare {
         if let Some(agreed) = &d.agreed {
             let changed = agreed.iter().any(|(name, was)| record.get(name).is_some_and(|now| !same(was, now)));
             if changed {
@@ -132,7 +172,7 @@ async fn read_first(client: &Client, conv: &Conventions, d: &Delivery) -> Result
             }
         }
     }
-    Ok(Some(record))
+    Ok((record, answer.etag))
 }
 
 /// For a create that went out before: the id of the record the remote already holds
@@ -194,8 +234,9 @@ async fn send_batch(client: &Client, conv: &Arc<Conventions>, deliveries: Vec<De
     // the batch, those it finds are updated instead.
     let limit = Arc::new(Semaphore::new(conv.concurrency));
     let mut lookups = Vec::new();
-    let first =
-        |d: &Delivery| (d.action == Action::Create && d.lookup) || (d.action == Action::Update && conv.read_first);
+    // A batch carries no per-record header: `if_match` reads first there, as `read` does.
+    let reads = conv.read_first || conv.if_match;
+    let first = |d: &Delivery| (d.action == Action::Create && d.lookup) || (d.action == Action::Update && reads);
     for (i, d) in deliveries.iter().enumerate().filter(|(_, d)| first(d)) {
         let (client, conv, d, limit) = (client.clone(), conv.clone(), d.clone(), limit.clone());
         lookups.push((
@@ -203,8 +244,10 @@ async fn send_batch(client: &Client, conv: &Arc<Conventions>, deliveries: Vec<De
             tokio::spawn(
                 async move {
                     let _permit = limit.acquire_owned().await.expect("the semaphore is never closed");
-                    // Updates read their record first (`before_update` = `read`).
-                    read_first(&client, &conv, &d).await?;
+                    // Updates read their record first (`before_update` = `read` or `if_match`).
+                    if d.action == Action::Update {
+                        read_record(&client, &conv, &d, true).await?;
+                    }
                     look_up_first(&client, &conv, &d).await
                 }
                 .in_current_span(),

@@ -43,6 +43,8 @@ pub struct Outcome {
     /// The attempt does not count and the record stays pending: a failure spared for the
     /// link's outage, or an update held back while the remote's version is applied first.
     pub spared: bool,
+    /// The remote record's version from its answer (`ETag`), kept for `If-Match`.
+    pub etag: Option<String>,
 }
 
 impl Outcome {
@@ -61,6 +63,7 @@ impl Outcome {
             detail: None,
             hops: None,
             spared: false,
+            etag: None,
         }
     }
 
@@ -128,7 +131,7 @@ impl Results {
         let http: Vec<Option<i32>> =
             o.iter().map(|x| x.detail.as_ref()?.get("http_status")?.as_i64().map(|n| n as i32)).collect();
         Spi::run_with_args(
-            "SELECT syncbridge._settle($1, $2, $3, $4, $5, $6, $7::timestamptz[], $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+            "SELECT syncbridge._settle($1, $2, $3, $4, $5, $6, $7::timestamptz[], $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
             &[
                 link_id.into(),
                 col(&|x| Some(x.local_key.clone())).into(),
@@ -146,6 +149,7 @@ impl Results {
                 detail("action").into(),
                 col(&|x| x.hops.as_ref().map(|h| format!("{{{}}}", h.iter().map(i64::to_string).collect::<Vec<_>>().join(",")))).into(),
                 o.iter().map(|x| x.spared).collect::<Vec<bool>>().into(),
+                col(&|x| x.etag.clone()).into(),
             ],
         )
         .or_raise();
@@ -290,6 +294,7 @@ pub fn settle(link: &LinkRow, sent: Vec<Sent>) -> Results {
         o.remote_key = d.remote_key.clone();
         o.hops = d.hops.clone();
         o.detail = Some(json!({"method": s.method, "http_status": s.answer.status, "action": d.purpose}));
+        o.etag = s.answer.etag.clone().filter(|_| matches!(s.answer.status, Some(200..=299)));
         if s.seen.is_some() {
             // Its record as read was applied first (the worker did, before this settlement):
             // due again at once, its attempt uncounted, to carry what won.

@@ -169,6 +169,7 @@ impl Client {
         let status = resp.status().as_u16();
         let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let retry_after = header("retry-after");
+        let etag = header("etag");
         let next_link = header("link").as_deref().and_then(crate::logic::delivery::next_link);
         let mut body = Vec::new();
         loop {
@@ -194,6 +195,7 @@ impl Client {
             next_link,
             refused: None,
             url: Some(url.to_string()),
+            etag,
         }
     }
 

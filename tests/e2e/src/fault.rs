@@ -29,7 +29,9 @@
 //! `edit(c, id, fields)`, which changes fields of a record as a person would in the remote's
 //! own UI. `cursor(param, field)` has lists answer only the records whose `field` is at or
 //! after the value of the query parameter `param` (numbers compared as numbers, anything else
-//! as text), oldest first, as remotes that serve "changed since" pulls do. `calm()` ends
+//! as text), oldest first, as remotes that serve "changed since" pulls do. With `etags()`,
+//! answers about one record carry its version (`ETag`) and a conditional `PATCH`/`PUT`
+//! (`If-Match`) of another version is answered 412. `calm()` ends
 //! every fault at once (queued and standing modes, delays, slow answers, matching failures).
 
 use http_body_util::{BodyExt, Full};
@@ -127,6 +129,9 @@ struct State {
     cursor: Option<(String, String)>,
     /// Write requests (not GETs) the store carried out with a 2xx.
     writes_done: usize,
+    /// Answers about one record carry its version in `ETag` (its stamp), and a `PATCH`/`PUT`
+    /// whose `If-Match` names another version is answered 412 (`etags`).
+    etags: bool,
 }
 
 impl State {
@@ -324,6 +329,13 @@ impl FaultServer {
         Some(stored.clone())
     }
 
+    /// Answers about one record carry its version in `ETag` from now on (the quoted stamp
+    /// of `stamp`, which must be on), and a `PATCH`/`PUT` with an `If-Match` naming another
+    /// version is answered 412 Precondition Failed, changing nothing.
+    pub fn etags(&self) {
+        self.state.lock().unwrap().etags = true;
+    }
+
     /// Ends every fault: queued and standing modes, matching failures, delays and slow answers.
     pub fn calm(&self) {
         let mut s = self.state.lock().unwrap();
@@ -385,6 +397,7 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Answer {
     let target = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
     let headers: Vec<(String, String)> =
         req.headers().iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string())).collect();
+    let if_match = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("if-match")).map(|(_, v)| v.clone());
     let host = headers.iter().find(|(k, _)| k == "host").map(|(_, v)| v.clone()).unwrap_or_default();
     let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let body = String::from_utf8_lossy(&body).into_owned();
@@ -450,6 +463,12 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Answer {
             reply(code, answer, None)
         }
         Mode::Normal | Mode::NoContentForMissing => {
+            if let Some(wanted) = if_match.filter(|_| method == "PATCH" || method == "PUT") {
+                let current = version_of(&state, &target);
+                if current.is_some_and(|v| v != wanted) {
+                    return reply(412, r#"{"message": "precondition failed"}"#.into(), None);
+                }
+            }
             let (code, v) = rest(&state, &method, &host, &target, &body);
             if mode == Mode::NoContentForMissing && code == 404 && (method == "PATCH" || method == "PUT") {
                 return reply(204, String::new(), None);
@@ -457,13 +476,34 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Answer {
             if !slow.is_zero() {
                 tokio::time::sleep(slow).await;
             }
+            let etag = etag_of(&state.lock().unwrap(), &v);
             let v = match state.lock().unwrap().wrap.clone() {
                 Some(key) => json!({ key: v }),
                 None => v,
             };
-            reply(code, v.to_string(), None)
+            let mut answer = reply(code, v.to_string(), None)?;
+            if let Some(etag) = etag {
+                answer.headers_mut().insert("etag", etag.parse().unwrap());
+            }
+            Ok(answer)
         }
     }
+}
+
+/// The version (`ETag`) of a record in an answer, when the store gives them.
+fn etag_of(s: &State, record: &Value) -> Option<String> {
+    let field = s.stamp_field.as_deref().filter(|_| s.etags)?;
+    Some(format!("\"{}\"", record.get(field)?.as_str()?))
+}
+
+/// The version of the record a `/{collection}/{id}` target names, as it is stored now.
+fn version_of(state: &Mutex<State>, target: &str) -> Option<String> {
+    let s = state.lock().unwrap();
+    let path = target.split('?').next().unwrap_or(target);
+    let (coll, id) = path.trim_matches('/').split_once('/')?;
+    let id: u64 = id.parse().ok()?;
+    let record = s.store.get(coll)?.iter().find(|r| r["id"] == json!(id))?;
+    etag_of(&s, record)
 }
 
 /// A query component with its percent-escapes decoded (`%5B` is `[`).

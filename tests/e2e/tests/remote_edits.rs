@@ -99,8 +99,7 @@ fn an_update_carries_only_what_changed_so_a_remote_edit_of_another_field_stays()
         let patch = server
             .requests()
             .into_iter()
-            .filter(|r| r.method == "PATCH" && r.target.starts_with(&format!("/{name}/")))
-            .last()
+            .rfind(|r| r.method == "PATCH" && r.target.starts_with(&format!("/{name}/")))
             .unwrap();
         let body: Value = serde_json::from_str(&patch.body).unwrap();
         assert_eq!(body, json!({"label": "L"}), "{policy}: the update carries what changed");
@@ -237,4 +236,35 @@ fn a_put_reads_the_record_first_and_keeps_the_remote_edit() {
     let methods: Vec<String> =
         server.requests().into_iter().filter(|r| r.target == format!("/u/{id}")).map(|r| r.method).collect();
     assert_eq!(methods, ["GET", "PUT"], "read, then replaced");
+}
+
+/// `before_update` = `if_match`: updates carry the version the remote last gave; a remote
+/// edit in between makes the update fail with 412, the record is read and settled by the
+/// policy (the later local label wins with a conflict row, the remote's qty is taken), and
+/// the update goes again with the new version.
+#[test]
+fn a_conditional_update_of_a_record_changed_meanwhile_reads_it_and_settles() {
+    let db = WorkerDb::take(65);
+    let server = remote_server();
+    server.etags();
+    link(&db, &server, "e", "last_write_wins", json!({"pull_interval": 3600, "before_update": "if_match"}));
+    let id = paired_row(&db, &server, "e");
+    // The create's answer gave the version: the first update goes without a read.
+    db.admin().batch_execute("UPDATE e SET note = 'n1'").unwrap();
+    wait_for(20, "the first update arrives", || remote(&server, "e")["note"] == json!("n1"));
+    let first: Vec<_> = server.requests().into_iter().filter(|r| r.target == format!("/e/{id}")).collect();
+    assert_eq!(first.iter().map(|r| r.method.as_str()).collect::<Vec<_>>(), ["PATCH"]);
+    assert!(first[0].header("if-match").is_some(), "the update is conditional");
+    std::thread::sleep(Duration::from_millis(1200));
+    server.edit("e", id, json!({"label": "R", "qty": 5})).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    db.admin().batch_execute("UPDATE e SET label = 'L'").unwrap();
+    wait_for(20, "the local label reaches the remote", || remote(&server, "e")["label"] == json!("L"));
+    wait_for(20, "the remote's qty arrives locally", || local(&db, "e", "qty").as_deref() == Some("5"));
+    wait_for(10, "the link settles", || settled(&db, "e"));
+    let methods: Vec<String> =
+        server.requests().into_iter().filter(|r| r.target == format!("/e/{id}")).map(|r| r.method).collect();
+    assert_eq!(methods, ["PATCH", "PATCH", "GET", "PATCH"], "refused (412), read, sent again");
+    assert_eq!(conflicts(&db, "e", "label"), 1, "the remote's label lost with a conflict row");
+    assert_eq!(remote(&server, "e")["qty"], json!(5));
 }
