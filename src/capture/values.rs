@@ -179,22 +179,11 @@ impl Codec {
     /// `datum` must be a non-null value of this codec's type; on the backend's main thread
     /// inside a transaction.
     unsafe fn output_iso(&self, datum: pg_sys::Datum) -> String {
-        let nest = pg_sys::NewGUCNestLevel();
-        for (name, value) in [(c"DateStyle", c"ISO, YMD"), (c"TimeZone", c"UTC")] {
-            pg_sys::set_config_option(
-                name.as_ptr(),
-                value.as_ptr(),
-                pg_sys::GucContext::PGC_USERSET,
-                pg_sys::GucSource::PGC_S_SESSION,
-                pg_sys::GucAction::GUC_ACTION_SAVE,
-                true,
-                pgrx::PgLogLevel::ERROR as i32,
-                false,
-            );
-        }
-        let text = self.output(datum);
-        pg_sys::AtEOXact_GUC(true, nest);
-        text
+        // SAFETY: `datum` is a non-null value of this codec's type, on the main thread in a
+        // transaction (the caller's guarantee).
+        crate::spi::guc::with_settings(&[(c"DateStyle", c"ISO, YMD"), (c"TimeZone", c"UTC")], || unsafe {
+            self.output(datum)
+        })
     }
 
     fn int(&self, datum: pg_sys::Datum) -> i64 {

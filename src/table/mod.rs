@@ -156,22 +156,5 @@ impl TableStatements {
 /// does for a function with that SET clause (on an ERROR the (sub)transaction's abort puts
 /// it back).
 fn as_function_body<R>(body: impl FnOnce() -> R) -> R {
-    // SAFETY: on the backend's main thread inside a transaction; the GUC nest level opened here is closed by
-    // AtEOXact_GUC after `body`, or by the (sub)transaction abort if `body` raises an ERROR.
-    unsafe {
-        let nest = pg_sys::NewGUCNestLevel();
-        pg_sys::set_config_option(
-            c"search_path".as_ptr(),
-            c"pg_catalog, pg_temp".as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SAVE,
-            true,
-            pgrx::PgLogLevel::ERROR as i32,
-            false,
-        );
-        let result = body();
-        pg_sys::AtEOXact_GUC(true, nest);
-        result
-    }
+    crate::spi::guc::with_settings(&[(c"search_path", c"pg_catalog, pg_temp")], body)
 }
