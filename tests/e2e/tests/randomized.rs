@@ -151,7 +151,8 @@ impl Report {
         let mut out = format!(
             "randomized: seed {} policy {} seconds {}: edits local {} remote {}; faults {:?}; \
              hops per edit {:.2} (remote writes {} + local writes {} by the worker); conflicts rows {}; \
-             fields judged {} ({} kept the earlier edit within {} ms, {} by a recorded conflict); lost edits {}; \
+             fields judged {} ({} kept the earlier edit within {} ms, {} by a recorded conflict); lost edits {} \
+             ({} local, {} remote); \
              duplicates {}; writes after quiescence {}; converged {}",
             self.seed,
             self.policy,
@@ -168,6 +169,8 @@ impl Report {
             TOLERANCE_US / 1000,
             self.settled_by_conflict,
             self.lost.len(),
+            self.lost.iter().filter(|l| l.2.ends_with("(local edit)")).count(),
+            self.lost.iter().filter(|l| l.2.ends_with("(remote edit)")).count(),
             self.duplicates.len(),
             self.writes_after_quiescence.len(),
             if self.converged() { "yes" } else { "no" },
