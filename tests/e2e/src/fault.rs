@@ -1,7 +1,8 @@
 //! An in-process HTTP server that plays a REST remote and can misbehave on demand: answer
 //! 500 or 429 (with Retry-After) or 422, hang past the client's timeout, drop the connection
 //! after reading the request (before or after storing the record), or answer with a huge
-//! body. It records every request it reads.
+//! body. It records every request it reads, and counts the writes it carried out
+//! (`writes_done`).
 //!
 //! As a store it keeps one collection per path segment: `POST /{c}` assigns an id and answers
 //! 201 with the record, `GET`/`PATCH`/`PUT`/`DELETE /{c}/{id}`, `GET /{c}?field=value` filters, and

@@ -76,7 +76,7 @@ enum Side {
 
 /// One edit: who made it, of which record (its local id) and field, the value, and the time
 /// the sync sees for it (microseconds since the epoch).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 struct Edit {
     side: Side,
     record: i64,
@@ -151,7 +151,8 @@ impl Report {
         let mut out = format!(
             "randomized: seed {} policy {} seconds {}: edits local {} remote {}; faults {:?}; \
              hops per edit {:.2} (remote writes {} + local writes {} by the worker); conflicts rows {}; \
-             fields judged {} ({} within {} ms, {} settled by a recorded conflict); lost edits {}; \
+             fields judged {} ({} kept the earlier edit within {} ms, {} by a recorded conflict); lost edits {} \
+             ({} local, {} remote); \
              duplicates {}; writes after quiescence {}; converged {}",
             self.seed,
             self.policy,
@@ -168,6 +169,8 @@ impl Report {
             TOLERANCE_US / 1000,
             self.settled_by_conflict,
             self.lost.len(),
+            self.lost.iter().filter(|l| l.2.ends_with("(local edit)")).count(),
+            self.lost.iter().filter(|l| l.2.ends_with("(remote edit)")).count(),
             self.duplicates.len(),
             self.writes_after_quiescence.len(),
             if self.converged() { "yes" } else { "no" },
@@ -516,6 +519,64 @@ fn local_value(row: &postgres::Row, field: &str, text: bool) -> Value {
     }
 }
 
+/// How a field's final value stands against its last edits.
+#[derive(Debug, PartialEq)]
+enum Verdict<'a> {
+    /// The value of the later edit (or of the only side that edited).
+    Kept,
+    /// The two sides' last edits were less than `TOLERANCE_US` apart, and it is one of them.
+    WithinTolerance,
+    /// The earlier edit's value, with a conflict row that holds the later one.
+    SettledByConflict,
+    /// Anything else: this edit, which should have won, is lost.
+    Lost(&'a Edit),
+}
+
+/// Judges a field's final value `found` against its last local and last remote edit;
+/// `recorded(e)` says whether a conflict row of the field holds `e`'s value.
+fn judge<'a>(
+    local: Option<&'a Edit>,
+    remote: Option<&'a Edit>,
+    found: &Value,
+    recorded: impl Fn(&Edit) -> bool,
+) -> Verdict<'a> {
+    let (later, earlier) = match (local, remote) {
+        (None, None) => return Verdict::Kept,
+        (Some(only), None) | (None, Some(only)) => (only, None),
+        (Some(l), Some(r)) if l.at_us > r.at_us => (l, Some(r)),
+        (Some(l), Some(r)) => (r, Some(l)),
+    };
+    if *found == later.value {
+        return Verdict::Kept;
+    }
+    let Some(earlier) = earlier else { return Verdict::Lost(later) };
+    if later.at_us - earlier.at_us < TOLERANCE_US && *found == earlier.value {
+        Verdict::WithinTolerance
+    } else if *found == earlier.value && recorded(later) {
+        Verdict::SettledByConflict
+    } else {
+        Verdict::Lost(later)
+    }
+}
+
+#[test]
+fn the_checker_wants_the_later_edit_unless_close_or_recorded() {
+    let edit = |side, value: Value, at_us| Edit { side, record: 1, field: "note", value, at_us };
+    let l = edit(Side::Local, json!("s1-e1"), 1_000_000);
+    let r = edit(Side::Remote, json!("s1-e2"), 2_000_000);
+    let near = edit(Side::Remote, json!("s1-e3"), 1_150_000);
+    let base = json!("s1-e0");
+    let no = |_: &Edit| false;
+    assert_eq!(judge(Some(&l), None, &json!("s1-e1"), no), Verdict::Kept);
+    assert_eq!(judge(Some(&l), None, &base, no), Verdict::Lost(&l));
+    assert_eq!(judge(Some(&l), Some(&r), &json!("s1-e2"), no), Verdict::Kept);
+    assert_eq!(judge(Some(&l), Some(&r), &json!("s1-e1"), no), Verdict::Lost(&r), "the earlier edit won silently");
+    assert_eq!(judge(Some(&l), Some(&r), &json!("s1-e1"), |e: &Edit| e.value == r.value), Verdict::SettledByConflict);
+    assert_eq!(judge(Some(&l), Some(&r), &base, |_: &Edit| true), Verdict::Lost(&r), "the base is never an answer");
+    assert_eq!(judge(Some(&l), Some(&near), &json!("s1-e1"), no), Verdict::WithinTolerance);
+    assert_eq!(judge(Some(&l), Some(&near), &base, no), Verdict::Lost(&near));
+}
+
 /// The last local and the last remote edit of a field.
 type LastEdits<'a> = (Option<&'a Edit>, Option<&'a Edit>);
 
@@ -586,51 +647,46 @@ fn check(db: &WorkerDb, server: &FaultServer, edits: &[Edit], report: &mut Repor
         let (record, field) = *key;
         let Some(found) = local.get(&record).and_then(|f| f.get(field)) else { continue };
         report.judged += 1;
-        let expected = match (l, r) {
-            (Some(only), None) | (None, Some(only)) => only,
-            (Some(l), Some(r)) => {
-                if (l.at_us - r.at_us).abs() < TOLERANCE_US {
-                    report.within_tolerance += 1;
-                    if *found == l.value || *found == r.value {
-                        continue;
-                    }
-                }
-                let (later, earlier) = if l.at_us > r.at_us { (l, r) } else { (r, l) };
-                let recorded = conflicts.iter().any(|(k, f, lv, rv)| {
-                    *k == record.to_string() && f == field && (*lv == later.value || *rv == later.value)
-                });
-                if *found == earlier.value && recorded {
-                    report.settled_by_conflict += 1;
-                    continue;
-                }
-                later
-            }
-            (None, None) => continue,
+        let recorded = |later: &Edit| {
+            conflicts.iter().any(|(k, f, lv, rv)| {
+                *k == record.to_string() && f == field && (*lv == later.value || *rv == later.value)
+            })
         };
-        if *found != expected.value {
-            let side = |e: &Edit| if e.side == Side::Local { "local" } else { "remote" };
-            // Where the final value came from, and the last edit of the other side.
-            let origin = edits
-                .iter()
-                .find(|e| e.record == record && e.field == field && e.value == *found)
-                .map(|e| format!("{} edit {} ms before", side(e), (expected.at_us - e.at_us) / 1000))
-                .unwrap_or_else(|| "no edit of this field".into());
-            if report.timelines.len() < 2 {
-                report.timelines.push(timeline(&mut admin, server, edits, record, field));
+        let expected = match judge(l, r, found, recorded) {
+            Verdict::Kept => continue,
+            Verdict::WithinTolerance => {
+                report.within_tolerance += 1;
+                continue;
             }
-            report.lost.push((
-                record,
-                field.to_owned(),
-                format!("{} ({} edit)", expected.value, side(expected)),
-                format!("{found} ({origin})"),
-            ));
+            Verdict::SettledByConflict => {
+                report.settled_by_conflict += 1;
+                continue;
+            }
+            Verdict::Lost(expected) => expected,
+        };
+        let side = |e: &Edit| if e.side == Side::Local { "local" } else { "remote" };
+        // Which edit wrote the final value, and how long before the one that should have won.
+        let origin = edits
+            .iter()
+            .find(|e| e.record == record && e.field == field && e.value == *found)
+            .map(|e| format!("{} edit {} ms before", side(e), (expected.at_us - e.at_us) / 1000))
+            .unwrap_or_else(|| "no edit of this field".into());
+        if report.timelines.len() < 2 {
+            report.timelines.push(timeline(&mut admin, server, edits, record, field));
         }
+        report.lost.push((
+            record,
+            field.to_owned(),
+            format!("{} ({} edit)", expected.value, side(expected)),
+            format!("{found} ({origin})"),
+        ));
     }
 }
 
-/// The story of one field of one record, in time order: its edits on both sides, the worker's
-/// write requests for the remote record (its create, its updates), the worker's writes of the local row,
-/// and the conflicts recorded for the field (times in ms, relative to the first line).
+/// The story of one field of one record, in time order: its edits on both sides, the
+/// worker's write requests for the remote record (its create, its updates), the worker's
+/// writes of the local row, and the conflicts recorded for the field (times in ms, relative
+/// to the first line).
 fn timeline(admin: &mut Client, server: &FaultServer, edits: &[Edit], record: i64, field: &str) -> String {
     let now_us = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64;
     let now = Instant::now();
