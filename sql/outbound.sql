@@ -38,6 +38,11 @@ CREATE TABLE _pending (
     -- When its last attempt failed: a success of the link after it tells a record's own
     -- failure from an outage.
     last_failed_at timestamptz,
+    -- The version (seq) an update was last held back for while the remote's changed record
+    -- was applied first (before_update read or if_match): that version goes without being
+    -- held back again, so a remote value the local column cannot hold as the remote spells
+    -- it does not hold the update back forever.
+    held_seq     bigint,
     PRIMARY KEY (link_id, local_key)
 ) WITH (fillfactor = 50);
 -- in_flight stays out of the index (and its predicate), so marking a record in flight and
@@ -102,7 +107,7 @@ CREATE FUNCTION _claim(p_link bigint, p_limit integer)
     RETURNS TABLE (local_key text, seq bigint, fields text[], writeback boolean, attempt integer,
                    remote_key text, out_fingerprint text, out_status text, user_edit boolean,
                    came_back boolean, hop_times bigint[], quarantined_at timestamptz,
-                   create_sent_before boolean, base jsonb, etag text)
+                   create_sent_before boolean, base jsonb, etag text, held boolean)
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     room integer;
@@ -129,10 +134,11 @@ BEGIN
             SELECT d.ctid FROM @extschema@._pending d
             WHERE d.link_id = p_link AND NOT d.failed AND NOT d.in_flight AND d.next_attempt <= now()
             ORDER BY d.seq LIMIT p_limit FOR UPDATE SKIP LOCKED))
-        RETURNING p.local_key, p.seq, p.fields, p.writeback, p.attempt, p.user_edit, p.create_sent_at)
+        RETURNING p.local_key, p.seq, p.fields, p.writeback, p.attempt, p.user_edit, p.create_sent_at,
+                  p.held_seq IS NOT DISTINCT FROM p.seq AS held)
     SELECT t.local_key, t.seq, t.fields, t.writeback, t.attempt, r.remote_key, r.out_fingerprint, r.out_status,
            t.user_edit, coalesce(r.in_at > r.out_at, false), coalesce(r.hop_times, '{}'), r.quarantined_at,
-           t.create_sent_at < now(), r.base, r.etag
+           t.create_sent_at < now(), r.base, r.etag, t.held
     FROM taken t LEFT JOIN LATERAL @extschema@._record_of(p_link, t.local_key) r ON true
     ORDER BY t.seq;
     GET DIAGNOSTICS room = ROW_COUNT;
@@ -184,7 +190,7 @@ BEGIN
         RETURNING p.local_key, p.seq, p.fields, p.writeback, p.attempt, p.user_edit, p.in_flight AND p.xmax = 0 AS fresh)
     SELECT t.local_key, t.seq, t.fields, t.writeback, t.attempt, r.remote_key, r.out_fingerprint, r.out_status,
            t.user_edit, coalesce(r.in_at > r.out_at, false), coalesce(r.hop_times, '{}'), r.quarantined_at,
-           false, r.base, r.etag
+           false, r.base, r.etag, false
     FROM merged t LEFT JOIN LATERAL @extschema@._record_of(p_link, t.local_key) r ON true
     WHERE t.fresh
     ORDER BY t.seq;
@@ -288,7 +294,8 @@ BEGIN
         failed = x.st = 'failed' AND x.next_retry IS NULL AND p.seq = x.seq,
         attempt = CASE WHEN p.seq <> x.seq THEN 0 WHEN x.spared AND x.st <> 'failed' THEN p.attempt - 1
                        ELSE p.attempt END,
-        spared = CASE WHEN p.seq <> x.seq THEN 0 ELSE p.spared + coalesce(x.spared, false)::int END,
+        spared = CASE WHEN p.seq <> x.seq THEN 0 ELSE p.spared + (x.spared AND x.st = 'failed')::int END,
+        held_seq = CASE WHEN x.spared AND x.st <> 'failed' THEN x.seq ELSE p.held_seq END,
         last_failed_at = CASE WHEN x.st = 'failed' THEN now() ELSE p.last_failed_at END,
         next_attempt = coalesce(x.next_retry, now()),
         last_error = CASE WHEN x.st = 'failed' THEN x.reason END

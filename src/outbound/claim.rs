@@ -35,6 +35,8 @@ struct Claimed {
     base: Option<Map<String, Value>>,
     /// The remote record's version from its last answer (`ETag`).
     etag: Option<String>,
+    /// This version was held back once while the remote's changed record was applied first.
+    held: bool,
 }
 
 /// Claims up to `limit` due records of `link` and returns the deliveries to send. Records
@@ -63,6 +65,7 @@ pub fn claim(link: &LinkRow, limit: i32) -> Result<Vec<Delivery>> {
                     _ => None,
                 }),
                 etag: r.get(15)?,
+                held: r.get(16)?.unwrap_or(false),
             });
         }
         Ok(out)
@@ -199,7 +202,8 @@ pub fn claim(link: &LinkRow, limit: i32) -> Result<Vec<Delivery>> {
             // An earlier create may have reached the remote: look it up first (_claim).
             lookup: action == Action::Create && c.create_sent_before,
             partial,
-            agreed: c.base,
+            // Held back once for this version already: no second time.
+            agreed: if c.held { None } else { c.base },
             etag: c.etag,
             remote_key: c.remote_key,
             action,

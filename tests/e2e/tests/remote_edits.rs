@@ -268,3 +268,21 @@ fn a_conditional_update_of_a_record_changed_meanwhile_reads_it_and_settles() {
     assert_eq!(conflicts(&db, "e", "label"), 1, "the remote's label lost with a conflict row");
     assert_eq!(remote(&server, "e")["qty"], json!(5));
 }
+
+/// `read`: the remote spells a number as a string ("5" for 5). Its record always differs
+/// from the base as the remote spells it, so the update is held back once while the record is
+/// applied (no write: it is the same value), then goes: it is not held back forever.
+#[test]
+fn a_record_the_remote_spells_differently_holds_an_update_back_once() {
+    let db = WorkerDb::take(66);
+    let server = remote_server();
+    link(&db, &server, "s", "merge", json!({"pull_interval": 3600, "before_update": "read"}));
+    let id = paired_row(&db, &server, "s");
+    server.edit("s", id, json!({"qty": "1"})).unwrap();
+    db.admin().batch_execute("UPDATE s SET label = 'L'").unwrap();
+    wait_for(20, "the label reaches the remote", || remote(&server, "s")["label"] == json!("L"));
+    wait_for(10, "the link settles", || settled(&db, "s"));
+    let reads = server.requests().iter().filter(|r| r.method == "GET" && r.target == format!("/s/{id}")).count();
+    assert!(reads <= 2, "read {reads} times");
+    assert_eq!(local(&db, "s", "qty").as_deref(), Some("1"));
+}
