@@ -252,7 +252,10 @@ BEGIN
     WHERE NOT x.gone
     ON CONFLICT (link_id, local_key) DO UPDATE SET
         remote_key = coalesce(EXCLUDED.remote_key, r.remote_key),
-        base = coalesce(EXCLUDED.base, r.base),
+        -- A delivery's base holds the fields it carried (all of them for a create or a whole
+        -- update): they go over the base, which may have moved since the claim.
+        base = CASE WHEN EXCLUDED.base IS NULL THEN r.base WHEN r.base IS NULL THEN EXCLUDED.base
+                    ELSE r.base || EXCLUDED.base END,
         etag = coalesce(EXCLUDED.etag, r.etag),
         out_fingerprint = coalesce(EXCLUDED.out_fingerprint, r.out_fingerprint),
         -- A delivery changed the remote record: the version last received is no longer what

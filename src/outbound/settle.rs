@@ -5,7 +5,7 @@
 
 mod gone;
 
-use super::plan::{Action, Sent};
+use super::plan::{Action, Delivery, Sent};
 use crate::catalog::link::LinkRow;
 use crate::error::OrRaise;
 use crate::logic::delivery::{self, UpdateAnswer, Verdict};
@@ -17,6 +17,21 @@ use pgrx::prelude::*;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
+
+/// What the remote acknowledged of a delivered record, to go over its base snapshot: the
+/// fields the request carried, as they were when it was claimed (a create or a whole update:
+/// the whole record). Only those: the base may have moved since the claim (a pull applied a
+/// remote edit while the request was on its way), and the claim's values of the other fields
+/// would put the base back and make that edit look like a local one.
+fn acknowledged(d: &Delivery) -> Option<Map<String, Value>> {
+    let whole = d.base.as_ref()?;
+    match &d.body {
+        Some(body) if d.partial => {
+            Some(whole.iter().filter(|(k, _)| body.contains_key(*k)).map(|(k, v)| (k.clone(), v.clone())).collect())
+        }
+        _ => Some(whole.clone()),
+    }
+}
 
 /// Reason of an update not sent because the read before it found the remote record changed.
 pub const SEEN_FIRST: &str = "not sent yet: the remote changed the record since the last sync (before_update = read); \
@@ -317,7 +332,7 @@ pub fn settle(link: &LinkRow, sent: Vec<Sent>) -> Results {
                     o.gone = true;
                     o.reason = Some("deleted".into());
                 } else {
-                    o.base = d.base.clone();
+                    o.base = acknowledged(d);
                 }
                 if let UpdateAnswer::NoRecord { reason } = update {
                     o.reason = Some(reason);

@@ -286,3 +286,33 @@ fn a_record_the_remote_spells_differently_holds_an_update_back_once() {
     assert!(reads <= 2, "read {reads} times");
     assert_eq!(local(&db, "s", "qty").as_deref(), Some("1"));
 }
+
+/// A delivery settles only the fields it carried over the base. Here an update's answer is
+/// slow, and meanwhile a pull applies a remote edit of the note: settling the update must not
+/// put the claim-time note back into the base (it made the remote's note look like a local
+/// edit, which a later, newer local edit of another record field then sent back over the
+/// remote's next note: found by the randomized test, seed 3, last_write_wins).
+#[test]
+fn a_slow_update_answer_does_not_put_an_older_base_back() {
+    let db = WorkerDb::take(67);
+    let server = remote_server();
+    link(&db, &server, "b", "last_write_wins", json!({"before_update": "none"}));
+    let id = paired_row(&db, &server, "b");
+    server.slow_answers(Duration::from_millis(2500));
+    db.admin().batch_execute("UPDATE b SET qty = 2").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    server.edit("b", id, json!({"note": "R"})).unwrap();
+    wait_for(10, "a pull applies the remote's note", || local(&db, "b", "note").as_deref() == Some("R"));
+    server.slow_answers(Duration::ZERO);
+    wait_for(20, "the update settles", || settled(&db, "b"));
+    server.edit("b", id, json!({"note": "R2"})).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    db.admin().batch_execute("UPDATE b SET label = 'L'").unwrap();
+    wait_for(20, "the label reaches the remote", || remote(&server, "b")["label"] == json!("L"));
+    wait_for(20, "the remote's note arrives", || local(&db, "b", "note").as_deref() == Some("R2"));
+    wait_for(20, "the link settles", || settled(&db, "b"));
+    std::thread::sleep(Duration::from_millis(2000));
+    assert_eq!(remote(&server, "b")["note"], json!("R2"), "the remote's newer note was overwritten");
+    assert_eq!(local(&db, "b", "note").as_deref(), Some("R2"));
+    assert_eq!(conflicts(&db, "b", "note"), 0, "nobody edited the note locally");
+}
