@@ -13,4 +13,5 @@ cd "$(dirname "$0")/.."
 export SYNCBRIDGE_RANDOM_SECONDS=${SYNCBRIDGE_RANDOM_SECONDS:-180}
 export SYNCBRIDGE_RANDOM_SEEDS=${SYNCBRIDGE_RANDOM_SEEDS:-1,2,3}
 export SYNCBRIDGE_RANDOM_POLICIES=${SYNCBRIDGE_RANDOM_POLICIES:-merge,last_write_wins}
+export SYNCBRIDGE_RANDOM_MODES=${SYNCBRIDGE_RANDOM_MODES:-if_match}
 exec bash scripts/e2e.sh --test randomized -- --nocapture "$@"

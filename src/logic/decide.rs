@@ -105,6 +105,11 @@ pub struct Write {
     /// Fields (remote names) the record carries whose different local value won: the remote
     /// still holds its own value there.
     pub kept: Vec<String>,
+    /// The base of every synced field the write leaves alone (remote names): the remote's
+    /// value where the record carries the field (read as the column's type reads it), else
+    /// the base before, else the row as it was read. Not the row as stored: a local edit
+    /// committed between the read and the write would look agreed, and never be sent.
+    pub held: Map<String, Value>,
 }
 
 impl Write {
@@ -187,8 +192,25 @@ pub fn decide(rules: &Rules<'_>, inc: &Incoming, state: &State, local_row: Optio
         .iter()
         .filter_map(|remote| rules.map.by_remote(remote).map(|f| (f.column.clone(), inc.fields[*remote].clone())))
         .collect();
+    let held: Map<String, Value> = rules
+        .map
+        .fields
+        .iter()
+        .filter(|f| !write.contains(&f.remote.as_str()))
+        .filter_map(|f| {
+            let value = match inc.fields.get(&f.remote) {
+                Some(remote) => Some(f.coerce.read(remote)),
+                None => state
+                    .base
+                    .as_ref()
+                    .and_then(|b| b.get(&f.remote).cloned())
+                    .or_else(|| local_row.map(|row| local_value(rules, row, &f.remote).clone())),
+            };
+            value.map(|v| (f.remote.clone(), v))
+        })
+        .collect();
     let (conflicts, kept) = resolution.map(|r| (r.conflicts, r.send_back)).unwrap_or_default();
-    decided(Decision::Write(Write { values, update: local_row.is_some(), conflicts, kept }))
+    decided(Decision::Write(Write { values, update: local_row.is_some(), conflicts, kept, held }))
 }
 
 /// The outcome of a write, from the row as stored.
@@ -219,17 +241,16 @@ pub fn settle(rules: &Rules<'_>, inc: &Incoming, stored: &Map<String, Value>, w:
             conflicts.iter().map(|c| format!("{} to {} by {}", c.field, c.winner.name(), c.rule.name())).collect();
         (Status::Conflict, Some(format!("contended: {}", fields.join(", "))))
     };
-    // The base is what both sides hold: where the local value won, the remote still has its
-    // own, so the base keeps that (read as the column's type reads it) and the next outbound
-    // update sends the local value. (With the local value as base, a later remote edit of
-    // another field made the local winner look unchanged and the remote's value came back.)
+    // The base is what both sides hold: the stored values of the fields written, and for the
+    // others what the record says the remote holds (`Write::held`). Where the local value won,
+    // the remote still has its own, so the next outbound update sends the local value (with
+    // the local value as base, a later remote edit of another field made the local winner
+    // look unchanged and the remote's value came back).
     let stored_fields = to_remote_names(rules, stored);
     let mut base = stored_fields.clone();
-    for name in &w.kept {
-        if let (Some(field), Some(remote), Some(slot)) =
-            (rules.map.by_remote(name), inc.fields.get(name), base.get_mut(name))
-        {
-            *slot = field.coerce.read(remote);
+    for (name, value) in &w.held {
+        if let Some(slot) = base.get_mut(name) {
+            *slot = value.clone();
         }
     }
     let reflect = if rules.guards.contains(&Guard::Reflect) {
@@ -371,10 +392,10 @@ mod tests {
         assert_eq!(d.decision, Decision::Echo);
         let d =
             decide(&rules(&m, &[Guard::Fingerprint]), &incoming(json!({"name": "Ada"})), &State::default(), Some(&row));
-        assert_eq!(
-            d.decision,
-            Decision::Write(Write { values: Map::new(), update: true, conflicts: vec![], kept: vec![] })
-        );
+        let Decision::Write(ref w) = d.decision else { panic!("{:?}", d.decision) };
+        assert!(w.update && w.values.is_empty() && w.conflicts.is_empty() && w.kept.is_empty());
+        // Nothing written: the base of every field is what the record says, or the row as read.
+        assert_eq!(Value::Object(w.held.clone()), json!({"id": null, "name": "Ada", "email": null, "tier": "gold"}));
         assert!(matches!(d.decision, Decision::Write(ref w) if w.keeps_the_row()));
     }
 
@@ -429,7 +450,7 @@ mod tests {
         let r = Rules { writes_back: true, ..rules(&m, &guards) };
         let inc = incoming(json!({"name": "Ada", "email": "ADA@X"}));
         let stored = obj(json!({"id": 7, "name": "Ada", "email": "ada@x", "tier": "basic"}));
-        let created = Write { values: Map::new(), update: false, conflicts: vec![], kept: vec![] };
+        let created = Write { values: Map::new(), update: false, conflicts: vec![], kept: vec![], held: Map::new() };
         let s = settle(&r, &inc, &stored, &created);
         assert_eq!(s.local_key, "7");
         assert_eq!(s.reflect, vec!["email", "tier"]);
@@ -483,6 +504,25 @@ mod tests {
         assert!(w.conflicts.is_empty());
         let s = settle(&r, &inc, &row, &w);
         assert_eq!(s.base.get("name"), Some(&json!("A")), "the base is what the remote holds");
+    }
+
+    /// A local edit committed between the apply's read of the row and its write (which
+    /// changes another field) must not enter the base: it would look agreed and never go out.
+    #[test]
+    fn a_local_edit_made_during_the_write_stays_out_of_the_base() {
+        let m = map(&[]);
+        let r = rules(&m, &GUARDS);
+        let state =
+            State { base: Some(obj(json!({"name": "Ada", "email": "a@x", "tier": "1"}))), ..Default::default() };
+        let read = obj(json!({"id": 1, "name": "Ada", "email": "a@x", "tier": "1"}));
+        let inc = incoming(json!({"name": "Ada", "email": "a@x", "tier": "2"}));
+        let Decision::Write(w) = decide(&r, &inc, &state, Some(&read)).decision else { panic!() };
+        assert_eq!(Value::Object(w.values.clone()), json!({"tier": "2"}));
+        // Stored after a concurrent local edit of the email.
+        let stored = obj(json!({"id": 1, "name": "Ada", "email": "L@x", "tier": "2"}));
+        let s = settle(&r, &inc, &stored, &w);
+        assert_eq!(s.base.get("email"), Some(&json!("a@x")), "the remote still holds a@x");
+        assert_eq!(s.base.get("tier"), Some(&json!("2")));
     }
 
     #[test]
