@@ -62,6 +62,11 @@ impl Batch {
             })
             .collect();
         let asked: HashSet<&str> = paired.iter().flatten().map(String::as_str).collect();
+        let in_flight = if self.defer_in_flight {
+            prefetch::in_flight(self.link.id, asked.iter().copied().collect())
+        } else {
+            HashSet::new()
+        };
         let rows = self.statements.rows(asked.into_iter().collect());
 
         // Rows paired by their local id before any sync agreed on a base, with a local change
@@ -93,6 +98,13 @@ impl Batch {
                         decision: Decision::Skip { status: Status::Failed, reason: DUPLICATE },
                     };
                     return Plan { slot, inc, local_key: paired, local_row: None, decided, duplicate_of };
+                }
+                if paired.as_deref().is_some_and(|k| in_flight.contains(k)) {
+                    let decided = Decided {
+                        fingerprint: String::new(),
+                        decision: Decision::Skip { status: Status::Failed, reason: super::IN_FLIGHT },
+                    };
+                    return Plan { slot, inc, local_key: paired, local_row: None, decided, duplicate_of: None };
                 }
                 let local_row = paired.as_deref().and_then(|k| rows.get(k));
                 let state = match states.get(&inc.remote_key) {

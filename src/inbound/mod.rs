@@ -71,7 +71,24 @@ fn apply_inbound(
 /// Errors only when the whole call is refused (unknown or paused link, not an array of
 /// objects); each record's own failure is in its row.
 pub fn apply_records(link: &str, records: Value) -> Result<Vec<Row>, SyncError> {
-    let batch = Batch::prepare(link, records)?;
+    apply(Batch::prepare(link, records)?)
+}
+
+/// Like [`apply_records`], for records a pull brought: a record whose row has a delivery
+/// to the remote in flight is deferred (failed with [`IN_FLIGHT`], so the pull fetches it
+/// again later). Its remote version may be that delivery's own write, which the base does
+/// not hold until the delivery is settled: taken now, it would look like a remote edit.
+pub fn apply_pulled(link: &str, records: Value) -> Result<Vec<Row>, SyncError> {
+    let mut batch = Batch::prepare(link, records)?;
+    batch.defer_in_flight = true;
+    apply(batch)
+}
+
+/// Why a pulled record was deferred.
+pub const IN_FLIGHT: &str =
+    "deferred: a delivery of this record to the remote is in flight; fetched again once it is settled";
+
+fn apply(batch: Batch) -> Result<Vec<Row>, SyncError> {
     let read: Vec<Read> = batch.records.iter().map(|rec| batch.read(rec)).collect();
     let mut rows = Vec::with_capacity(read.len());
     batch.apply_part(&read, &mut rows);
@@ -105,6 +122,8 @@ pub struct Batch {
     /// The link's `remote_id_column`, when the table has it and it does not travel as a
     /// field: a row a record creates gets the record's remote key there.
     remote_id_column: Option<String>,
+    /// Records whose row has a delivery in flight are deferred (pulls).
+    defer_in_flight: bool,
 }
 
 impl Batch {
@@ -151,6 +170,7 @@ impl Batch {
         };
         Ok(Self {
             remote_id_column,
+            defer_in_flight: false,
             guards: Guard::parse_list(&link.loop_guards)?,
             contention: Contention::parse(&link.contention)?,
             statements: TableStatements::new(&link),

@@ -81,3 +81,23 @@ pub fn unsent(link_id: i64, local_keys: Vec<&str>) -> HashSet<String> {
         },
     )
 }
+
+/// Which of these local keys have a delivery to the remote in flight.
+pub fn in_flight(link_id: i64, local_keys: Vec<&str>) -> HashSet<String> {
+    if local_keys.is_empty() {
+        return HashSet::new();
+    }
+    plans::select(
+        "SELECT p.local_key FROM syncbridge._pending p WHERE p.link_id = $1 AND p.local_key = ANY ($2::text[]) AND p.in_flight",
+        &[link_id.into(), local_keys.into()],
+        |rows| {
+            let mut out = HashSet::new();
+            for row in rows {
+                if let Some(k) = row.get::<String>(1)? {
+                    out.insert(k);
+                }
+            }
+            Ok(out)
+        },
+    )
+}

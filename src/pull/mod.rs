@@ -115,7 +115,7 @@ pub fn apply(link: &LinkRow, pulled: Pulled) -> Result<usize> {
         }
     }
     let n = records.len();
-    let rows = if n > 0 { crate::inbound::apply_records(&link.name, Value::Array(records))? } else { Vec::new() };
+    let rows = if n > 0 { crate::inbound::apply_pulled(&link.name, Value::Array(records))? } else { Vec::new() };
     remember_failures(link, &rows, gone, unfetched);
     Spi::run_with_args("SELECT syncbridge._link_pulled($1, $2)", &[link.id.into(), new.into()]).or_raise();
     Ok(n)

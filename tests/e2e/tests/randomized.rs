@@ -733,6 +733,18 @@ fn timeline(admin: &mut Client, server: &FaultServer, edits: &[Edit], record: i6
     {
         lines.push((row.get(0), row.get(1)));
     }
+    // The worker's own account: each event of the record (direction, status, reason, HTTP).
+    for row in admin
+        .query(
+            "SELECT (extract(epoch FROM e.at) * 1000000)::bigint, format('event %s %s %s %s', e.direction, e.status, \
+             coalesce(e.detail->>'method', '') || ' ' || coalesce(e.detail->>'http_status', ''), coalesce(e.reason, '')) \
+             FROM syncbridge.events e WHERE e.link = $1 AND e.local_key = $2",
+            &[&LINK, &record.to_string()],
+        )
+        .unwrap()
+    {
+        lines.push((row.get(0), row.get(1)));
+    }
     lines.sort_by_key(|(at, _)| *at);
     let first = lines.first().map(|(at, _)| *at).unwrap_or_default();
     let mut out = format!("  timeline of record {record} field {field}:");

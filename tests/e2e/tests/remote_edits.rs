@@ -316,3 +316,20 @@ fn a_slow_update_answer_does_not_put_an_older_base_back() {
     assert_eq!(local(&db, "b", "note").as_deref(), Some("R2"));
     assert_eq!(conflicts(&db, "b", "note"), 0, "nobody edited the note locally");
 }
+
+/// The base follows what a conditional update delivered.
+#[test]
+fn a_conditional_update_moves_the_base() {
+    let db = WorkerDb::take(68);
+    let server = remote_server();
+    server.etags();
+    link(&db, &server, "g", "merge", json!({"pull_interval": 3600, "before_update": "if_match"}));
+    paired_row(&db, &server, "g");
+    for (i, qty) in [70, 82].iter().enumerate() {
+        db.admin().batch_execute(&format!("UPDATE g SET qty = {qty}")).unwrap();
+        wait_for(20, "the update arrives", || remote(&server, "g")["qty"] == json!(qty));
+        wait_for(20, "the link settles", || settled(&db, "g"));
+        let base = db.count("SELECT (base->>'qty')::bigint FROM syncbridge._record");
+        assert_eq!(base, *qty as i64, "update {i}: the base holds what was delivered");
+    }
+}
