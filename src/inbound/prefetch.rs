@@ -62,42 +62,36 @@ pub fn remote_keys_of(link_id: i64, local_keys: Vec<&str>) -> HashMap<String, St
 /// outbox): a remote record paired with such a row before any sync agreed on a base (our own
 /// create, pulled before its answer came back) must not revert it.
 pub fn unsent(link_id: i64, local_keys: Vec<&str>) -> HashSet<String> {
-    if local_keys.is_empty() {
-        return HashSet::new();
-    }
-    plans::select(
+    keys_among(
         "SELECT k.k FROM unnest($2::text[]) AS k(k) \
          WHERE EXISTS (SELECT FROM syncbridge._pending p WHERE p.link_id = $1 AND p.local_key = k.k) \
             OR EXISTS (SELECT FROM syncbridge.outbox o WHERE o.link_id = $1 AND k.k = ANY (o.keys))",
-        &[link_id.into(), local_keys.into()],
-        |rows| {
-            let mut out = HashSet::new();
-            for row in rows {
-                if let Some(k) = row.get::<String>(1)? {
-                    out.insert(k);
-                }
-            }
-            Ok(out)
-        },
+        link_id,
+        local_keys,
     )
 }
 
 /// Which of these local keys have a delivery to the remote in flight.
 pub fn in_flight(link_id: i64, local_keys: Vec<&str>) -> HashSet<String> {
-    if local_keys.is_empty() {
+    keys_among(
+        "SELECT p.local_key FROM syncbridge._pending p WHERE p.link_id = $1 AND p.local_key = ANY ($2::text[]) AND p.in_flight",
+        link_id,
+        local_keys,
+    )
+}
+
+/// The keys `query` (taking the link id and the keys as $1 and $2) returns, out of `keys`.
+fn keys_among(query: &str, link_id: i64, keys: Vec<&str>) -> HashSet<String> {
+    if keys.is_empty() {
         return HashSet::new();
     }
-    plans::select(
-        "SELECT p.local_key FROM syncbridge._pending p WHERE p.link_id = $1 AND p.local_key = ANY ($2::text[]) AND p.in_flight",
-        &[link_id.into(), local_keys.into()],
-        |rows| {
-            let mut out = HashSet::new();
-            for row in rows {
-                if let Some(k) = row.get::<String>(1)? {
-                    out.insert(k);
-                }
+    plans::select(query, &[link_id.into(), keys.into()], |rows| {
+        let mut out = HashSet::new();
+        for row in rows {
+            if let Some(k) = row.get::<String>(1)? {
+                out.insert(k);
             }
-            Ok(out)
-        },
-    )
+        }
+        Ok(out)
+    })
 }
