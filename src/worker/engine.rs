@@ -83,6 +83,8 @@ struct Clock {
     pull_failures: u32,
     /// A pull finished since the link's last claim (`before_update` = `pull`: sends wait for one).
     pulled: bool,
+    /// A send is waiting for the pull on its way: the round after it comes at once.
+    send_waits: bool,
     /// The link's request permits (`concurrency`, shared by its batches on the network) and
     /// the setting they were made for.
     permits: Option<(usize, Arc<Semaphore>)>,
@@ -285,7 +287,7 @@ impl Engine {
                     // Sends that waited for it go now, whatever it brought: a failed pull
                     // holds them no longer (an update still carries only what changed).
                     clock.pulled = true;
-                    self.again = true;
+                    self.again |= std::mem::take(&mut clock.send_waits);
                     let outcome = span.in_scope(|| in_transaction(|| apply_pull(link_id, result)));
                     // A failed pull makes the next pull wait (longer each time), not the sends.
                     match outcome.map_err(WorkerError::from).and_then(|r| r) {
@@ -392,6 +394,7 @@ impl Engine {
             {
                 send_due = false;
                 pull_first = !clock.pulling;
+                clock.send_waits = true;
             }
             // A link's first pull comes a pull interval after its creation, as later pulls
             // come after the one before: a link is often completed (its auth_secret, its
